@@ -1,0 +1,213 @@
+"""A trained family: load it, vote with it in one forward pass.
+
+``majority_polling`` keeps the 2018 semantics (each member rounded at 0.5, 2 of 3 per category,
+exact-match accuracy when labels are given) and adds the soft vote and the agreement.
+
+Example:
+    >>> fam = Family.load("models/hsi_family")   # doctest: +SKIP
+    >>> vote = fam.vote(frames)                  # doctest: +SKIP
+    >>> vote.hard.shape                          # doctest: +SKIP
+    (N, 6)
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+import numpy as np
+
+from training.data import check_images
+
+
+class FamilyFormatError(ValueError):
+    """A family folder or manifest is missing pieces or inconsistent."""
+
+
+@dataclasses.dataclass
+class Vote:
+    """The family's decision on N frames, categories in ``categories`` order.
+
+    ``member_probs`` (N, C, K): each member's probability; ``hard`` (N, C) uint8: the majority
+    of rounded member votes; ``soft`` (N, C): the mean probability; ``agreement`` (N, C): the
+    fraction of a category's members that agree with its majority (1.0 = unanimous);
+    ``exact_match``: share of frames with all C labels right (only when labels were given).
+    """
+
+    categories: tuple[str, ...]
+    member_probs: np.ndarray
+    hard: np.ndarray
+    soft: np.ndarray
+    agreement: np.ndarray
+    exact_match: float | None = None
+
+    @classmethod
+    def from_member_probs(
+        cls, probs: np.ndarray, categories: Sequence[str], y_true: np.ndarray | None = None
+    ) -> Vote:
+        probs = np.asarray(probs, np.float32)
+        if probs.ndim != 3 or probs.shape[1] != len(categories):
+            raise ValueError(
+                f"member probabilities: expected (N, {len(categories)}, K), got {probs.shape}"
+            )
+        votes = (probs >= 0.5).astype(np.int32)
+        k = probs.shape[2]
+        n_yes = votes.sum(axis=2)
+        hard = (2 * n_yes > k).astype(np.uint8)
+        agree = np.where(hard == 1, n_yes, k - n_yes) / k
+        exact = None
+        if y_true is not None:
+            y = np.asarray(y_true)
+            if y.shape != hard.shape:
+                raise ValueError(f"y_test: expected shape {hard.shape}, got {y.shape}")
+            exact = float(np.mean(np.all(hard == y.astype(np.uint8), axis=1)))
+        return cls(tuple(categories), probs, hard, probs.mean(axis=2), agree.astype(np.float32), exact)
+
+
+def _as_batch(x) -> np.ndarray:
+    return check_images(x)[..., None]
+
+
+class Family:
+    """The members of a family and one fused graph that runs all of them in one call.
+
+    ``members`` maps each category to its K binary members (keras models, 1 sigmoid output).
+    """
+
+    def __init__(
+        self,
+        members: Mapping[str, Sequence],
+        *,
+        manifest: dict | None = None,
+        path: Path | None = None,
+    ):
+        if not members:
+            raise FamilyFormatError("a family needs at least one category with members")
+        ks = {len(v) for v in members.values()}
+        if len(ks) != 1:
+            raise FamilyFormatError(f"every category needs as many members; got {ks}")
+        self.members = {c: list(v) for c, v in members.items()}
+        self.categories = tuple(self.members)
+        self.k = ks.pop()
+        self.manifest = manifest or {}
+        self.path = path
+        self._fused = None
+        self._fn = None
+
+    # -- loading ------------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> Family:
+        """Load a family folder (``manifest.json`` + ``members/*.keras``)."""
+        import keras
+
+        path = Path(path)
+        mf = path / "manifest.json"
+        if not mf.exists():
+            raise FileNotFoundError(f"no family at {path}: expected {mf}")
+        try:
+            manifest = json.loads(mf.read_text())
+        except json.JSONDecodeError as e:
+            raise FamilyFormatError(f"{mf}: not valid JSON ({e})") from e
+        if manifest.get("status") != "complete":
+            raise FamilyFormatError(
+                f"{path}: training is not finished (status {manifest.get('status')!r}); "
+                "rerun the same training command to resume it"
+            )
+        members: dict[str, list] = {c: [] for c in manifest["categories"]}
+        for m in manifest["members"]:
+            f = path / m["file"]
+            if not f.exists():
+                raise FamilyFormatError(f"{path}: member file missing: {m['file']}")
+            members[m["category"]].append(keras.models.load_model(f, compile=False))
+        return cls(members, manifest=manifest, path=path)
+
+    # -- the fused graph ----------------------------------------------------------------------
+    @property
+    def fused(self):
+        """One keras model: frame (H, W, 1) -> (C*K,) probabilities, members category-major."""
+        if self._fused is None:
+            import keras
+
+            first = self.members[self.categories[0]][0]
+            inp = keras.Input(first.input_shape[1:], name="frame")
+            outs = []
+            for c in self.categories:
+                for j, m in enumerate(self.members[c]):
+                    # Fresh copies with unique names, so one graph can hold every member.
+                    clone = keras.models.clone_model(m)
+                    clone.name = f"member_{len(outs):02d}_{c}_{j}".replace("/", "_").replace(" ", "_")
+                    clone.set_weights(m.get_weights())
+                    outs.append(clone(inp))
+            out = keras.layers.Concatenate(name="member_probs")(outs) if len(outs) > 1 else outs[0]
+            self._fused = keras.Model(inp, out, name="family")
+        return self._fused
+
+    def _compiled(self):
+        if self._fn is None:
+            import tensorflow as tf
+
+            model = self.fused
+
+            @tf.function(reduce_retracing=True)
+            def fn(x):
+                return model(tf.cast(x, tf.float32), training=False)
+
+            self._fn = fn
+        return self._fn
+
+    def predict_members(self, x, *, batch_size: int = 256) -> np.ndarray:
+        """Member probabilities (N, C, K) for frames x (uint8 (N, H, W) or (N, H, W, 1))."""
+        xb = _as_batch(x)
+        want = tuple(self.fused.input_shape[1:3])
+        if xb.shape[1:3] != want:
+            raise ValueError(f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}")
+        fn = self._compiled()
+        parts = [np.asarray(fn(xb[i : i + batch_size])) for i in range(0, len(xb), batch_size)]
+        flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
+        return flat.reshape(len(xb), len(self.categories), self.k)
+
+    def vote(self, x, y_true: np.ndarray | None = None, *, batch_size: int = 256) -> Vote:
+        """The majority vote (and soft vote, agreement) on frames x."""
+        return Vote.from_member_probs(self.predict_members(x, batch_size=batch_size), self.categories, y_true)
+
+    def save_fused(self, path: str | Path) -> Path:
+        """The fused graph as one ``.keras`` file (fast to load for serving)."""
+        from training.io import save_model_atomic
+
+        return save_model_atomic(self.fused, path)
+
+    def __repr__(self) -> str:
+        where = f" from {self.path}" if self.path else ""
+        return f"Family({len(self.categories)} categories x {self.k} members{where})"
+
+
+def majority_polling(family_dict, x_test, y_test=None) -> Vote:
+    """The 2018 vote: round each member at 0.5, 2 of 3 per category make a positive.
+
+    ``family_dict`` is a :class:`Family` (one fused forward pass) or a mapping
+    ``{category: [model, model, model]}`` of keras models (one ``predict`` per member, the 2018
+    way). With ``y_test`` (N, C) the returned :class:`Vote` carries the exact-match accuracy.
+
+    >>> vote = majority_polling(family, frames, labels)  # doctest: +SKIP
+    >>> vote.exact_match                                 # doctest: +SKIP
+    0.61
+    """
+    if isinstance(family_dict, Family):
+        return family_dict.vote(x_test, y_test)
+    if not isinstance(family_dict, Mapping) or not family_dict:
+        raise TypeError(
+            f"family_dict: expected a Family or {{category: [models]}}, got {type(family_dict).__name__}"
+        )
+    xb = _as_batch(x_test).astype(np.float32)
+    cats = list(family_dict)
+    ks = {len(v) for v in family_dict.values()}
+    if len(ks) != 1:
+        raise ValueError(f"family_dict: every category needs as many members; got {ks}")
+    k = ks.pop()
+    probs = np.zeros((len(xb), len(cats), k), np.float32)
+    for ci, c in enumerate(cats):
+        for j, m in enumerate(family_dict[c]):
+            probs[:, ci, j] = np.asarray(m.predict(xb, verbose=0)).reshape(len(xb))
+    return Vote.from_member_probs(probs, cats, y_test)

@@ -1,0 +1,58 @@
+"""The job behind ``main_evaluate_guess.py``: evaluate with labels, guess without, or a demo."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from evaluation.report import evaluate_family, guess_labels, load_any, metrics_markdown
+
+DEFAULT_FAMILY = Path(__file__).resolve().parent.parent / "models" / "hsi_family"
+
+
+def run_evaluate_guess(
+    *,
+    family_dir: str | Path = DEFAULT_FAMILY,
+    data: str | Path | None = None,
+    report: str | Path | None = None,
+    out_dir: str | Path = "outputs",
+    guess: bool = False,
+    demo_frames: int = 16,
+    seed: int = 0,
+) -> dict:
+    """Load the family; evaluate on labelled ``data`` (or guess, or vote on simulated frames).
+
+    >>> run_evaluate_guess(data="test.h5", report="report.json")  # doctest: +SKIP
+    """
+    from cnn_family import Family
+
+    fam = Family.load(family_dir)
+    out_dir = Path(out_dir)
+    if data is None:
+        from training.run import simulated_frames
+
+        frames = simulated_frames(demo_frames, seed=seed)
+        print(f"{fam}: voting on {len(frames)} simulated H:Si(100) frames (no --data given)")
+    else:
+        frames = load_any(data)
+        print(f"{fam}: {len(frames)} frames from {data}")
+    if not guess and frames.labelled.any():
+        m = evaluate_family(fam, frames, report=report, plots_dir=out_dir)
+        print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
+        print(f"plots: {out_dir}/roc.png, confusion.png, gallery.png" + (f"; report: {report}" if report else ""))
+        return m
+    res = guess_labels(fam, frames, out=out_dir / "guesses.csv", plots_dir=out_dir)
+    rates = ", ".join(f"{c} {r:.0%}" for c, r in res["positive_rate"].items())
+    print(f"voted on {res['n']} frames; share voted positive: {rates}")
+    print(f"votes: {out_dir}/guesses.csv; picture: {out_dir}/guesses.png")
+    if report is not None:
+        from training.io import write_json_atomic
+
+        write_json_atomic(report, {"n": res["n"], "positive_rate": res["positive_rate"], "votes": res["votes"]})
+    return res
+
+
+def summary_json(m: dict) -> str:
+    return json.dumps({k: v for k, v in m.items() if not isinstance(v, np.ndarray)}, indent=2)

@@ -1,0 +1,143 @@
+"""Plots as PNG: ROC curves, confusion matrices, a vote gallery, training curves."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import matplotlib
+
+matplotlib.use("Agg")  # files only; no display on lab servers or CI
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+
+SHORT = {
+    "Asymmetries": "Asym",
+    "Individual atoms": "Atoms",
+    "Dimers": "Dimers",
+    "Rows": "Rows",
+    "Tip change": "TipChg",
+    "Bad/blurry": "Bad",
+}
+
+
+def _save(fig, path: str | Path) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=110, bbox_inches="tight")
+    plt.close(fig)
+    return path
+
+
+def plot_roc(soft: np.ndarray, y_true: np.ndarray, categories: Sequence[str], path) -> Path:
+    """One ROC curve per category on shared axes, AUC in the legend."""
+    fig, ax = plt.subplots(figsize=(5.5, 5))
+    for i, c in enumerate(categories):
+        y = y_true[:, i]
+        if len(np.unique(y)) < 2:
+            continue
+        fpr, tpr, _ = roc_curve(y, soft[:, i])
+        from sklearn.metrics import auc
+
+        ax.plot(fpr, tpr, lw=1.8, label=f"{c} (AUC {auc(fpr, tpr):.2f})")
+    ax.plot([0, 1], [0, 1], "k--", lw=0.8, label="chance")
+    ax.set(xlabel="false positive rate", ylabel="true positive rate", title="ROC per category")
+    ax.legend(loc="lower right", fontsize=8)
+    ax.grid(alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_confusion(hard: np.ndarray, y_true: np.ndarray, categories: Sequence[str], path) -> Path:
+    """A 2x2 confusion matrix per category (rows: truth, columns: vote), counts and row shares."""
+    n = len(categories)
+    fig, axes = plt.subplots(1, n, figsize=(2.3 * n, 2.6))
+    for i, (c, ax) in enumerate(zip(categories, np.atleast_1d(axes), strict=True)):
+        cm = confusion_matrix(y_true[:, i], hard[:, i], labels=[0, 1])
+        share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
+        ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
+        for (r, k), v in np.ndenumerate(cm):
+            ax.text(k, r, f"{v}\n{share[r, k]:.0%}", ha="center", va="center",
+                    color="white" if share[r, k] > 0.6 else "black", fontsize=8)
+        ax.set_xticks([0, 1], ["no", "yes"])
+        ax.set_yticks([0, 1], ["no", "yes"])
+        ax.set_title(SHORT.get(c, c), fontsize=10)
+        if i == 0:
+            ax.set_ylabel("crowd label")
+        ax.set_xlabel("family vote")
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _labels_text(row: np.ndarray, categories: Sequence[str]) -> str:
+    on = [SHORT.get(c, c) for c, v in zip(categories, row, strict=True) if v]
+    return ", ".join(on) if on else "-"
+
+
+def plot_gallery(
+    images: np.ndarray,
+    hard: np.ndarray,
+    categories: Sequence[str],
+    path,
+    *,
+    y_true: np.ndarray | None = None,
+    soft: np.ndarray | None = None,
+    max_frames: int = 16,
+    title: str | None = None,
+) -> Path:
+    """A grid of frames captioned with the vote (and the crowd labels, green when they match)."""
+    n = min(len(images), max_frames)
+    cols = min(4, max(n, 1))
+    rows = int(np.ceil(n / cols)) if n else 1
+    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.5 * rows), squeeze=False)
+    for k, ax in enumerate(axes.flat):
+        ax.axis("off")
+        if k >= n:
+            continue
+        ax.imshow(images[k], cmap="afmhot", vmin=0, vmax=255)
+        vote = _labels_text(hard[k], categories)
+        text = f"vote: {vote}"
+        color = "black"
+        if y_true is not None:
+            truth = _labels_text(y_true[k], categories)
+            text += f"\ncrowd: {truth}"
+            color = "darkgreen" if np.array_equal(hard[k], y_true[k]) else "darkred"
+        if soft is not None:
+            bad = [i for i, c in enumerate(categories) if c in ("Tip change", "Bad/blurry")]
+            if bad:
+                text += f"\nP(bad tip) {soft[k, bad].max():.2f}"
+        ax.set_title(text, fontsize=8, color=color, loc="left")
+    if title:
+        fig.suptitle(title)
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def plot_training_curves(family_dir: str | Path, path) -> Path:
+    """Loss and AUC per epoch for every member (train solid, validation dashed)."""
+    family_dir = Path(family_dir)
+    hist = {p.stem: json.loads(p.read_text()) for p in sorted((family_dir / "history").glob("*.json"))}
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
+    cmap = plt.get_cmap("tab10")
+    cats: list[str] = []
+    for name, h in hist.items():
+        cat = name.rsplit("_", 1)[0]
+        if cat not in cats:
+            cats.append(cat)
+        col = cmap(cats.index(cat) % 10)
+        lab = cat if name.endswith("_0") else None
+        epochs = np.arange(1, len(h.get("loss", [])) + 1)
+        a1.plot(epochs, h.get("loss", []), color=col, lw=1.2, label=lab)
+        a2.plot(epochs, h.get("auc", []), color=col, lw=1.2, label=lab)
+        if "val_loss" in h:
+            a1.plot(epochs, h["val_loss"], color=col, lw=1, ls="--")
+            a2.plot(epochs, h["val_auc"], color=col, lw=1, ls="--")
+    a1.set(xlabel="epoch", ylabel="weighted BCE loss", title="loss (dashed: held-out sessions)")
+    a2.set(xlabel="epoch", ylabel="ROC-AUC", title="AUC per member")
+    for a in (a1, a2):
+        a.grid(alpha=0.3)
+    a2.legend(fontsize=8)
+    fig.tight_layout()
+    return _save(fig, path)

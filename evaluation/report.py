@@ -1,0 +1,188 @@
+"""Evaluate a family on labelled frames, or guess labels for new ones; write JSON, Markdown, PNGs.
+
+Example:
+    >>> fam = Family.load("models/hsi_family")                          # doctest: +SKIP
+    >>> evaluate_family(fam, load_frames("test.h5"), report="out.json")  # doctest: +SKIP
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from evaluation.metrics import evaluate, majority_class_baseline
+from training.data import DataFormatError, FrameSet, check_images, load_frames
+from training.io import write_json_atomic
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+
+
+def _resize(img: np.ndarray, size: int) -> np.ndarray:
+    if img.shape == (size, size):
+        return img
+    return np.asarray(Image.fromarray(img).resize((size, size), Image.BOX))
+
+
+def load_any(path: str | Path, *, size: int = 128) -> FrameSet:
+    """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or a folder of images.
+
+    False-colour SPM-Toolbox PNGs are mapped back through their palette; other images are read
+    as grey. Frames of another size are BOX-resized to ``size``.
+    """
+    from training.prepare_hsi import convert_png
+
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"no such file or folder: {path}")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        files = (
+            sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            if path.is_dir()
+            else [path]
+        )
+        if not files:
+            raise DataFormatError(f"{path}: expected image files ({', '.join(IMAGE_SUFFIXES)}), found none")
+        imgs = []
+        for f in files:
+            try:
+                imgs.append(convert_png(f, size=size)[0])
+            except DataFormatError:  # not a nanomap export: read as plain grey
+                with Image.open(f) as im:
+                    imgs.append(_resize(np.asarray(im.convert("L")), size))
+        names = np.array([f.name for f in files])
+        return FrameSet(
+            images=np.stack(imgs),
+            mean_scores=np.full((len(imgs), 6), np.nan, np.float32),
+            sessions=np.full(len(imgs), path.stem),
+            names=names,
+        )
+    if path.suffix.lower() == ".npy":
+        try:
+            x = np.load(path, allow_pickle=False)
+        except ValueError as e:
+            raise DataFormatError(f"{path}: not a plain numeric .npy array ({e})") from e
+        x = check_images(x)
+        if x.shape[1:] != (size, size):
+            x = np.stack([_resize(f, size) for f in x])
+        return FrameSet(
+            images=x,
+            mean_scores=np.full((len(x), 6), np.nan, np.float32),
+            sessions=np.full(len(x), path.stem),
+            names=np.array([f"{path.stem}_{i}" for i in range(len(x))]),
+        )
+    fs = load_frames(path)
+    if fs.images.shape[1:] != (size, size):
+        fs.images = np.stack([_resize(f, size) for f in fs.images])
+    return fs
+
+
+def _fmt(v: float) -> str:
+    return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
+
+
+def metrics_markdown(m: dict, *, title: str = "Family evaluation") -> str:
+    """A Markdown table of a metrics dict from :func:`evaluation.metrics.evaluate`."""
+    lines = [
+        f"# {title}",
+        "",
+        f"{m['n']} labelled frames. Exact match {_fmt(m['exact_match'])}, mean ROC-AUC "
+        f"{_fmt(m['macro_roc_auc'])}, mean precision {_fmt(m['mean_precision'])}.",
+        "",
+        "| category | precision | recall | F1 | ROC-AUC | support |",
+        "|---|---|---|---|---|---|",
+    ]
+    for c, v in m["per_category"].items():
+        lines.append(
+            f"| {c} | {_fmt(v['precision'])} | {_fmt(v['recall'])} | {_fmt(v['f1'])} | "
+            f"{_fmt(v['roc_auc'])} | {v['support']} |"
+        )
+    if "good_vs_bad" in m:
+        g = m["good_vs_bad"]
+        lines.append(
+            f"| **good vs bad tip** | {_fmt(g['precision'])} | {_fmt(g['recall'])} | "
+            f"{_fmt(g['f1'])} | {_fmt(g['roc_auc'])} | {g['support_bad']} |"
+        )
+    if "majority_class_exact_match" in m:
+        lines += ["", f"Majority-class guess: exact match {_fmt(m['majority_class_exact_match'])}."]
+    return "\n".join(lines) + "\n"
+
+
+def evaluate_family(
+    family,
+    frames: FrameSet,
+    *,
+    report: str | Path | None = None,
+    plots_dir: str | Path | None = None,
+    label_rule: str | None = None,
+) -> dict:
+    """Vote on the labelled frames, compute every metric, write JSON/Markdown/PNGs if asked.
+
+    Unlabelled frames are skipped (their count is reported as ``n_skipped_unlabelled``).
+    """
+    from evaluation import plots
+
+    rule = label_rule or family.manifest.get("label_rule", "gt0.5")
+    mask = frames.labelled
+    if not mask.any():
+        raise DataFormatError("evaluate: the data holds no labelled frames (all scores NaN)")
+    sub = frames.subset(mask)
+    y = sub.labels(rule)
+    cats = list(family.categories)
+    from training.data import CATEGORIES
+
+    cols = [CATEGORIES.index(c) for c in cats]
+    y = y[:, cols]
+    vote = family.vote(sub.images, y)
+    m = evaluate(vote.hard, vote.soft, y, cats, agreement=vote.agreement)
+    m["n_skipped_unlabelled"] = int((~mask).sum())
+    m["label_rule"] = rule
+    m["majority_class_exact_match"] = majority_class_baseline(y)
+    m["family"] = str(family.path) if family.path else None
+    if report is not None:
+        report = Path(report)
+        write_json_atomic(report, m)
+        report.with_suffix(".md").write_text(metrics_markdown(m))
+    if plots_dir is not None:
+        d = Path(plots_dir)
+        plots.plot_roc(vote.soft, y, cats, d / "roc.png")
+        plots.plot_confusion(vote.hard, y, cats, d / "confusion.png")
+        rng = np.random.default_rng(0)
+        pick = np.sort(rng.choice(len(sub), size=min(16, len(sub)), replace=False))
+        plots.plot_gallery(
+            sub.images[pick], vote.hard[pick], cats, d / "gallery.png",
+            y_true=y[pick], soft=vote.soft[pick], title="family vote vs crowd labels",
+        )
+    return m
+
+
+def guess_labels(family, frames: FrameSet, *, out: str | Path | None = None, plots_dir=None) -> dict:
+    """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked."""
+    from evaluation import plots
+
+    vote = family.vote(frames.images)
+    cats = list(family.categories)
+    rows = []
+    for i, name in enumerate(frames.names):
+        row = {"name": str(name)}
+        for j, c in enumerate(cats):
+            row[f"{c}"] = int(vote.hard[i, j])
+            row[f"{c} p"] = round(float(vote.soft[i, j]), 4)
+            row[f"{c} agreement"] = round(float(vote.agreement[i, j]), 3)
+        rows.append(row)
+    if out is not None:
+        out = Path(out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with out.open("w", newline="") as f:
+            w = csv.DictWriter(f, fieldnames=list(rows[0]))
+            w.writeheader()
+            w.writerows(rows)
+    if plots_dir is not None:
+        plots.plot_gallery(
+            frames.images, vote.hard, cats, Path(plots_dir) / "guesses.png",
+            soft=vote.soft, title="family vote",
+        )
+    return {"n": len(frames), "votes": rows, "positive_rate": dict(zip(cats, vote.hard.mean(0).tolist(), strict=True))}

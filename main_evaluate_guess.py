@@ -1,0 +1,44 @@
+"""Classify STM frames with a trained family, or evaluate it on labelled frames.
+
+    python main_evaluate_guess.py                                  # shipped family, simulated frames
+    python main_evaluate_guess.py --data frames.h5 --report out.json   # evaluate (labelled rows)
+    python main_evaluate_guess.py --data scans/ --guess            # guess labels for a PNG folder
+
+--data takes the project's HDF5 format, a 2018 .mat/.npz/.h5, a .npy array (N,128,128), one
+image or a folder of images. Plots and votes go to --out-dir.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--family", default=None, help="family folder (default: models/hsi_family)")
+    ap.add_argument("--data", default=None, help="frames to vote on (default: simulated frames)")
+    ap.add_argument("--report", default=None, help="write the metrics (or votes) as JSON here")
+    ap.add_argument("--out-dir", default="outputs", help="folder for plots and votes (default outputs/)")
+    ap.add_argument("--guess", action="store_true", help="only guess labels, even if the data has some")
+    ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
+    ap.add_argument("--seed", type=int, default=0)
+    args = ap.parse_args(argv)
+
+    from evaluation.cli import DEFAULT_FAMILY, run_evaluate_guess
+
+    run_evaluate_guess(
+        family_dir=args.family or DEFAULT_FAMILY,
+        data=args.data,
+        report=args.report,
+        out_dir=args.out_dir,
+        guess=args.guess,
+        demo_frames=args.demo_frames,
+        seed=args.seed,
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

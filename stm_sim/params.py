@@ -1,0 +1,208 @@
+"""Physical parameters of a simulated frame, how they are sampled, and the label rules.
+
+Label rules (applied by :func:`labels_from_params`, documented here once):
+
+* **Individual atoms**: the apex resolves single lobes: ``tip.sigma <= 0.7`` Å (single apex).
+* **Dimers**: ``0.7 < tip.sigma <= 1.7`` Å.
+* **Rows**: ``1.7 < tip.sigma <= 2.7`` Å, or a tip elongated along the rows (>= 1.8x).
+* **Asymmetries**: buckled dimers (``buckling >= 0.25``) seen by a tip that resolves dimers
+  (``sigma <= 1.7``), or a lopsided tip (a second apex weighing 0.15-0.3).
+* **Tip change**: the tip changed at a scan line inside the frame.
+* **Bad/blurry**: ``tip.sigma > 2.7`` Å, a second apex weighing >= 0.3 (ghosts), heavy noise,
+  feedback ringing or a crash.
+
+Atoms/Dimers/Rows describe what the tip resolves, so for a tip change they are those of the
+tip that scanned the larger part of the frame.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+CATEGORIES: tuple[str, ...] = (
+    "Asymmetries",
+    "Individual atoms",
+    "Dimers",
+    "Rows",
+    "Tip change",
+    "Bad/blurry",
+)
+
+# Tip states of the simulated microscope and their apex-width ranges (Å).
+TIP_STATES = {"atoms": (0.3, 0.7), "dimers": (0.8, 1.6), "rows": (1.8, 2.6), "blunt": (2.9, 4.5)}
+
+
+@dataclasses.dataclass
+class TipParams:
+    sigma: float = 1.2  # Å, apex width
+    elongation: float = 1.0  # >1: stretched along elongation_angle
+    elongation_angle: float = 0.0  # degrees
+    apex_offsets: tuple = ((0.0, 0.0),)  # Å, one per apex
+    apex_weights: tuple = (1.0,)
+
+    @property
+    def second_apex(self) -> float:
+        return float(sorted(self.apex_weights)[-2]) if len(self.apex_weights) > 1 else 0.0
+
+
+@dataclasses.dataclass
+class SurfaceParams:
+    rotation: float = 0.0  # degrees, row direction vs the fast scan axis
+    phase: tuple = (0.0, 0.0)  # Å, lattice origin
+    buckling: float = 0.0  # lobe height difference (0 = symmetric dimers)
+    buckle_pattern: str = "c4x2"  # or "p2x2"
+    step: tuple | None = None  # (angle deg, offset Å) of a single-layer step
+    blobs: tuple = ()  # (x Å, y Å, amplitude, sigma Å): dangling bonds and adsorbates
+
+
+@dataclasses.dataclass
+class ScanParams:
+    shear: float = 0.0
+    creep: float = 0.0  # Å
+    creep_tau: float = 5.0  # Å of slow-axis travel
+    white_noise: float = 0.03  # x frame span
+    pink_noise: float = 0.02
+    line_offsets: float = 0.0
+    hum: float = 0.0
+    hum_period: float = 97.0  # pixels of scan time
+    hum_phase: float = 0.0
+    glitches: tuple = ()  # (row, x0, length, amplitude)
+    ringing: float = 0.0
+    ringing_period: float = 6.0
+    ringing_decay: float = 8.0
+    crash: tuple | None = None  # (first row, last row) clipped
+
+
+@dataclasses.dataclass
+class TipChange:
+    line: int  # first scan line scanned by the new tip
+    after: TipParams
+    jump: float = 0.0
+    streak: float = 0.3
+    streak_lines: int = 2
+
+
+@dataclasses.dataclass
+class FrameParams:
+    size: int = 128
+    fov: float = 37.0  # Å
+    tip: TipParams = dataclasses.field(default_factory=TipParams)
+    surface: SurfaceParams = dataclasses.field(default_factory=SurfaceParams)
+    scan: ScanParams = dataclasses.field(default_factory=ScanParams)
+    tip_change: TipChange | None = None
+    lines_done: int | None = None  # partial frame: lines scanned so far
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _lattice_class(t: TipParams) -> tuple[int, int, int]:
+    atoms = t.sigma <= 0.7 and len(t.apex_weights) == 1
+    dimers = 0.7 < t.sigma <= 1.7 or (t.sigma <= 0.7 and not atoms)
+    rows = (1.7 < t.sigma <= 2.7) or (t.elongation >= 1.8 and t.sigma <= 2.7)
+    if rows:
+        dimers = False
+    return int(atoms), int(dimers), int(rows)
+
+
+def _bad_tip(t: TipParams) -> bool:
+    return t.sigma > 2.7 or t.second_apex >= 0.3
+
+
+def labels_from_params(fp: FrameParams) -> np.ndarray:
+    """The six 0/1 labels of a frame, by the rules in this module's docstring."""
+    main = fp.tip
+    if fp.tip_change is not None and fp.tip_change.line < fp.size / 2:
+        main = fp.tip_change.after
+    atoms, dimers, rows = _lattice_class(main)
+    resolves = main.sigma <= 1.7
+    lopsided = 0.15 <= main.second_apex < 0.3
+    asym = int((fp.surface.buckling >= 0.25 and resolves) or lopsided)
+    change = int(fp.tip_change is not None)
+    sc = fp.scan
+    bad = (
+        _bad_tip(fp.tip)
+        or (fp.tip_change is not None and _bad_tip(fp.tip_change.after))
+        or sc.white_noise >= 0.25
+        or sc.ringing >= 0.5
+        or sc.crash is not None
+    )
+    if _bad_tip(main) and main.sigma > 2.7:
+        atoms = dimers = rows = asym = 0
+    return np.array([asym, atoms, dimers, rows, change, int(bad)], dtype=np.uint8)
+
+
+def sample_tip(rng: np.random.Generator, state: str) -> TipParams:
+    lo, hi = TIP_STATES[state]
+    t = TipParams(sigma=float(rng.uniform(lo, hi)))
+    u = rng.random()
+    if u < 0.12:  # ghosts: 2-4 apices, the extra ones strong
+        k = int(rng.integers(2, 5))
+        offs = [(0.0, 0.0)] + [tuple(rng.uniform(-9, 9, 2)) for _ in range(k - 1)]
+        w = [1.0] + list(rng.uniform(0.3, 0.9, k - 1))
+        t.apex_offsets, t.apex_weights = tuple(offs), tuple(w)
+    elif u < 0.20:  # lopsided apex
+        t.apex_offsets = ((0.0, 0.0), tuple(rng.uniform(-4, 4, 2)))
+        t.apex_weights = (1.0, float(rng.uniform(0.15, 0.29)))
+    if rng.random() < 0.08:
+        t.elongation = float(rng.uniform(1.8, 2.6))
+    return t
+
+
+def sample_frame_params(
+    rng: np.random.Generator,
+    *,
+    state: str | None = None,
+    size: int = 128,
+    rotation: float | None = None,
+) -> FrameParams:
+    """Random physical parameters for one frame; ``state`` is a key of :data:`TIP_STATES`."""
+    if state is None:
+        state = str(rng.choice(list(TIP_STATES), p=[0.12, 0.42, 0.22, 0.24]))
+    tip = sample_tip(rng, state)
+    rot = float(rng.choice([0.0, 45.0, 90.0, 135.0]) + rng.uniform(-3, 3)) if rotation is None else rotation
+    fov = float(rng.uniform(35.0, 39.0))
+    n_blobs = int(rng.poisson(2.0)) if rng.random() < 0.65 else 0
+    blobs = tuple(
+        (
+            float(rng.uniform(0, fov)),
+            float(rng.uniform(0, fov)),
+            float(rng.uniform(1.0, 2.0) if rng.random() < 0.7 else rng.uniform(1.5, 3.0)),
+            float(rng.uniform(1.5, 2.5) if rng.random() < 0.7 else rng.uniform(3.0, 5.0)),
+        )
+        for _ in range(n_blobs)
+    )
+    tip.elongation_angle = rot
+    surface = SurfaceParams(
+        rotation=rot,
+        phase=(float(rng.uniform(0, 7.68)), float(rng.uniform(0, 7.68))),
+        buckling=float(rng.uniform(0.3, 0.8)) if rng.random() < 0.14 else 0.0,
+        buckle_pattern=str(rng.choice(["c4x2", "p2x2"])),
+        step=(float(rng.uniform(0, 180)), float(rng.uniform(-12, 12))) if rng.random() < 0.1 else None,
+        blobs=blobs,
+    )
+    heavy = rng.random() < 0.06
+    scan = ScanParams(
+        shear=float(rng.normal(0, 0.04)),
+        creep=float(rng.uniform(0, 3.0)) if rng.random() < 0.3 else 0.0,
+        creep_tau=float(rng.uniform(3, 12)),
+        white_noise=float(rng.uniform(0.25, 0.5) if heavy else rng.uniform(0.01, 0.06)),
+        pink_noise=float(rng.uniform(0.0, 0.05)),
+        line_offsets=float(rng.uniform(0, 0.05)),
+        hum=float(rng.uniform(0, 0.03)) if rng.random() < 0.3 else 0.0,
+        hum_period=float(rng.uniform(60, 140)),
+        hum_phase=float(rng.uniform(0, 2 * np.pi)),
+        glitches=tuple(
+            (int(rng.integers(0, size)), int(rng.integers(0, size - 8)), int(rng.integers(3, 30)), float(rng.normal(0, 0.6)))
+            for _ in range(int(rng.poisson(0.4)))
+        ),
+        ringing=float(rng.uniform(0.5, 1.2)) if rng.random() < 0.04 else 0.0,
+        ringing_period=float(rng.uniform(4, 10)),
+        ringing_decay=float(rng.uniform(5, 15)),
+    )
+    if rng.random() < 0.03:
+        r0 = int(rng.integers(0, size - 10))
+        scan.crash = (r0, int(min(size, r0 + rng.integers(4, 40))))
+    return FrameParams(size=size, fov=fov, tip=tip, surface=surface, scan=scan)

@@ -1,0 +1,55 @@
+import json
+
+import numpy as np
+import pytest
+
+from cnn_family import Family, FamilyFormatError, Vote, majority_polling
+from training.data import CATEGORIES
+
+
+def test_vote_rounds_each_member_and_needs_two_of_three():
+    probs = np.array([[[0.9, 0.6, 0.1], [0.4, 0.49, 0.9], [0.5, 0.2, 0.1], [0.1, 0.2, 0.3], [0.7, 0.8, 0.9], [0.0, 0.0, 0.6]]])
+    v = Vote.from_member_probs(probs, CATEGORIES, y_true=np.array([[1, 0, 0, 0, 1, 0]]))
+    assert v.hard.tolist() == [[1, 0, 0, 0, 1, 0]]
+    np.testing.assert_allclose(v.agreement[0], [2 / 3, 2 / 3, 2 / 3, 1, 1, 2 / 3])
+    np.testing.assert_allclose(v.soft[0], probs[0].mean(axis=1))
+    assert v.exact_match == 1.0
+    with pytest.raises(ValueError, match="y_test"):
+        Vote.from_member_probs(probs, CATEGORIES, y_true=np.zeros((2, 6)))
+
+
+def test_fused_pass_equals_the_2018_member_by_member_vote(tiny_family, sim_frames):
+    x, y = sim_frames.images[:20], sim_frames.labels()[:20]
+    fused = majority_polling(tiny_family, x, y)
+    naive = majority_polling(tiny_family.members, x, y)
+    np.testing.assert_allclose(fused.member_probs, naive.member_probs, atol=1e-5)
+    assert np.array_equal(fused.hard, naive.hard)
+    assert fused.exact_match == naive.exact_match
+    assert fused.member_probs.shape == (20, 6, 3)
+
+
+def test_family_is_one_graph_with_18_branches(tiny_family):
+    assert tiny_family.fused.output_shape == (None, 18)
+    assert repr(tiny_family).startswith("Family(6 categories x 3 members")
+
+
+def test_family_rejects_wrong_frames(tiny_family):
+    with pytest.raises(ValueError, match="expected 128x128"):
+        tiny_family.vote(np.zeros((2, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match="NaN"):
+        tiny_family.vote(np.full((1, 128, 128), np.nan))
+
+
+def test_unfinished_family_says_so(tmp_path, tiny_family_dir):
+    with pytest.raises(FileNotFoundError, match="manifest.json"):
+        Family.load(tmp_path)
+    m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    m["status"] = "training"
+    (tmp_path / "manifest.json").write_text(json.dumps(m))
+    with pytest.raises(FamilyFormatError, match="not finished"):
+        Family.load(tmp_path)
+
+
+def test_majority_polling_rejects_non_families():
+    with pytest.raises(TypeError, match="family_dict"):
+        majority_polling([1, 2, 3], np.zeros((1, 128, 128), np.uint8))

@@ -1,0 +1,86 @@
+"""The frozen run configuration saved beside every trained family."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from pathlib import Path
+
+from training.data import CATEGORIES, LABEL_RULES
+
+
+@dataclasses.dataclass(frozen=True)
+class TrainConfig:
+    """How a family is trained. Saved as ``config.json`` beside the members.
+
+    >>> TrainConfig(epochs=2, width=0.25).members  # doctest: +SKIP
+    18
+    """
+
+    architecture: str = "deepdog"
+    width: float = 0.25
+    max_filters: int | None = None
+    epochs: int = 8
+    batch_size: int = 64
+    members_per_category: int = 3
+    categories: tuple[str, ...] = CATEGORIES
+    label_rule: str = "gt0.5"
+    targets: str = "hard"  # "hard": 0/1 by label_rule; "soft": crowd means as targets
+    class_weight: str = "balanced"  # "balanced" | "none"
+    bootstrap: bool = False  # each member trains on its own bootstrap sample of the frames
+    augment: bool = True  # random horizontal and vertical flips (label-preserving)
+    val_fraction: float = 0.0  # > 0 holds out whole sessions for the training curves
+    learning_rate: float | None = None  # None: the builder's default
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if self.label_rule not in LABEL_RULES:
+            raise ValueError(f"label_rule: expected one of {LABEL_RULES}, got {self.label_rule!r}")
+        if self.targets not in ("hard", "soft"):
+            raise ValueError(f"targets: expected 'hard' or 'soft', got {self.targets!r}")
+        if self.class_weight not in ("balanced", "none"):
+            raise ValueError(
+                f"class_weight: expected 'balanced' or 'none', got {self.class_weight!r}"
+            )
+        unknown = [c for c in self.categories if c not in CATEGORIES]
+        if unknown:
+            raise ValueError(f"categories: {unknown} not among {CATEGORIES}")
+        for name in ("epochs", "batch_size", "members_per_category"):
+            if int(getattr(self, name)) < 1:
+                raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction: expected a number in [0, 1), got {self.val_fraction}")
+
+    @property
+    def members(self) -> int:
+        return self.members_per_category * len(self.categories)
+
+    def builder_options(self) -> dict:
+        opts: dict = {"width": self.width}
+        if self.architecture == "deepdog":
+            opts["max_filters"] = self.max_filters
+        if self.learning_rate is not None:
+            opts["learning_rate"] = self.learning_rate
+        return opts
+
+    def to_dict(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["categories"] = list(self.categories)
+        return d
+
+    @classmethod
+    def from_dict(cls, d: dict) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        d = {k: v for k, v in d.items() if k in known}
+        if "categories" in d:
+            d["categories"] = tuple(d["categories"])
+        return cls(**d)
+
+    def save(self, path: str | Path) -> None:
+        from training.io import write_json_atomic
+
+        write_json_atomic(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | Path) -> TrainConfig:
+        return cls.from_dict(json.loads(Path(path).read_text()))
