@@ -1,0 +1,71 @@
+import json
+
+import numpy as np
+import pytest
+
+from evaluation.metrics import evaluate, majority_class_baseline
+from evaluation.report import evaluate_family, load_any
+from training.data import CATEGORIES, FrameSet, save_frames
+
+
+def test_metrics_by_hand():
+    y = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0]])
+    hard = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0, 1], [1, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0]])
+    soft = hard * 0.8 + 0.1
+    m = evaluate(hard, soft, y, CATEGORIES)
+    assert m["n"] == 4
+    assert m["exact_match"] == 0.5
+    a = m["per_category"]["Asymmetries"]
+    assert a["precision"] == pytest.approx(2 / 3) and a["recall"] == 1.0 and a["support"] == 2
+    assert m["per_category"]["Tip change"]["recall"] == 0.0
+    # good vs bad: bad = tip change or bad/blurry -> frames 0 and 1 are bad, both voted bad
+    assert m["good_vs_bad"]["precision"] == 1.0 and m["good_vs_bad"]["roc_auc"] == 1.0
+    assert np.isnan(evaluate(hard, soft, np.zeros_like(y), CATEGORIES)["macro_roc_auc"])
+
+
+def test_majority_class_baseline():
+    y = np.array([[0, 0, 1, 0, 0, 0]] * 3 + [[0, 0, 0, 0, 0, 1]])
+    assert majority_class_baseline(y) == 0.75
+
+
+def test_shape_mismatch_is_a_clear_error():
+    with pytest.raises(ValueError, match="expected hard, soft and y_true"):
+        evaluate(np.zeros((2, 6)), np.zeros((2, 6)), np.zeros((3, 6)), CATEGORIES)
+
+
+def test_report_json_and_plots_skip_unlabelled(tmp_path, tiny_family, sim_frames):
+    fs = sim_frames.subset(range(30))
+    fs.mean_scores[:5] = np.nan  # unlabelled rows are skipped, not failed
+    m = evaluate_family(tiny_family, fs, report=tmp_path / "r.json", plots_dir=tmp_path)
+    r = json.loads((tmp_path / "r.json").read_text())
+    assert r["n"] == 25 and r["n_skipped_unlabelled"] == 5
+    for key in ("exact_match", "macro_roc_auc", "mean_precision"):
+        assert key in r
+    assert set(r["per_category"]) == set(CATEGORIES)
+    assert {"precision", "recall", "f1", "roc_auc", "support"} <= set(r["per_category"]["Dimers"])
+    assert {"precision", "roc_auc"} <= set(r["good_vs_bad"])
+    assert (tmp_path / "r.md").read_text().startswith("# ")
+    for png in ("roc.png", "confusion.png", "gallery.png"):
+        assert (tmp_path / png).stat().st_size > 1000
+    assert m["n"] == 25
+
+
+def test_load_any_reads_npy_pngs_and_datasets(tmp_path, rng):
+    from PIL import Image
+
+    x = rng.integers(0, 256, (3, 128, 128), dtype=np.uint8)
+    np.save(tmp_path / "x.npy", x)
+    assert np.array_equal(load_any(tmp_path / "x.npy").images, x)
+    d = tmp_path / "pngs"
+    d.mkdir()
+    for i in range(2):
+        Image.fromarray(x[i]).resize((300, 300)).save(d / f"{i}.png")
+    assert load_any(d).images.shape == (2, 128, 128)
+    fs = FrameSet(images=x, mean_scores=np.zeros((3, 6)), sessions=["a"] * 3, names=["a", "b", "c"])
+    save_frames(fs, tmp_path / "f.h5")
+    assert len(load_any(tmp_path / "f.h5")) == 3
+    np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
+    with pytest.raises(ValueError, match="npy"):
+        load_any(tmp_path / "obj.npy")
+    with pytest.raises(FileNotFoundError):
+        load_any(tmp_path / "nope.npy")

@@ -1,0 +1,80 @@
+import subprocess
+import sys
+
+import numpy as np
+from conftest import ROOT
+
+from stm_sim import TipChange, TipParams, labels_from_params, render, sample_frame_params
+from stm_sim.dataset import make_arrays
+from stm_sim.params import FrameParams, ScanParams, SurfaceParams
+
+
+def _clean(sigma, rotation=0.0, **kw):
+    return FrameParams(
+        fov=37.0,
+        tip=TipParams(sigma=sigma),
+        surface=SurfaceParams(rotation=rotation),
+        scan=ScanParams(white_noise=0.0, pink_noise=0.0),
+        **kw,
+    )
+
+
+def _power_along(img, period_px, axis):
+    """Spectral power at a spatial period along one axis (rows at 0 deg run along x)."""
+    spec = np.abs(np.fft.rfft(img - img.mean(), axis=axis)) ** 2
+    spec = spec.mean(axis=1 - axis)
+    k = len(img) / period_px
+    # Share of the whole frame's variance (Parseval) in the peak around that period.
+    return spec[int(round(k)) - 1 : int(round(k)) + 2].sum() * 2 / len(img) ** 2 / img.var()
+
+
+def test_shapes_dtype_and_determinism():
+    a = make_arrays(12, seed=5)
+    b = make_arrays(12, seed=5)
+    assert a["images"].shape == (12, 128, 128) and a["images"].dtype == np.uint8
+    assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["mean_scores"], b["mean_scores"])
+    assert not np.array_equal(a["images"], make_arrays(12, seed=6)["images"])
+    assert set(np.unique(a["mean_scores"])) <= {0.0, 1.0}
+    fp = sample_frame_params(np.random.default_rng(0), size=96)
+    assert render(fp, np.random.default_rng(0)).shape == (96, 96)
+
+
+def test_export_uses_the_full_8_bit_range():
+    img = render(_clean(1.2))
+    assert img.min() == 0 and img.max() == 255
+
+
+def test_label_rules_follow_the_tip():
+    assert labels_from_params(_clean(0.5)).tolist() == [0, 1, 0, 0, 0, 0]
+    assert labels_from_params(_clean(1.2)).tolist() == [0, 0, 1, 0, 0, 0]
+    assert labels_from_params(_clean(2.2)).tolist() == [0, 0, 0, 1, 0, 0]
+    assert labels_from_params(_clean(3.5)).tolist() == [0, 0, 0, 0, 0, 1]
+    fp = _clean(1.2)
+    fp.surface.buckling = 0.6
+    assert labels_from_params(fp)[0] == 1  # asymmetries with dimers
+    fp = _clean(1.2, tip_change=TipChange(line=90, after=TipParams(sigma=3.5)))
+    assert labels_from_params(fp).tolist() == [0, 0, 1, 0, 1, 1]
+
+
+def test_a_rows_tip_leaves_no_dimer_pitch_peak():
+    # Rows at 90 degrees run along the slow axis (y): dimers repeat along y (3.84 Å), rows
+    # along x (7.68 Å). (At 0 degrees per-line levelling would flatten the rows themselves.)
+    px = 37.0 / 128
+    dimer_px, row_px = 3.84 / px, 7.68 / px
+    sharp = render(_clean(0.5, rotation=90.0)).astype(float)
+    blunt = render(_clean(2.4, rotation=90.0)).astype(float)
+    assert _power_along(sharp, dimer_px, axis=0) > 10 * _power_along(blunt, dimer_px, axis=0)
+    assert _power_along(blunt, row_px, axis=1) > 0.2  # the rows are still there
+
+
+def test_a_tip_change_is_a_discontinuity_at_its_line():
+    fp = _clean(0.5, rotation=90.0, tip_change=TipChange(line=64, after=TipParams(sigma=3.5), streak=0.0, streak_lines=0))
+    img = render(fp).astype(float)
+    rough = np.abs(np.diff(img, axis=1)).mean(axis=1)  # fine structure per scan line
+    assert rough[:60].mean() > 3 * rough[68:].mean()
+
+
+def test_simulator_imports_no_tensorflow():
+    code = "import stm_sim, stm_sim.dataset, sys; stm_sim.dataset.make_arrays(2); print('tensorflow' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"

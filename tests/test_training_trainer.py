@@ -1,0 +1,98 @@
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import numpy as np
+import pytest
+from conftest import ROOT, TINY
+
+from training.config import TrainConfig
+from training.trainer import ResumeMismatchError, class_balance_weights, make_dataset, member_name, train_family
+
+
+def test_manifest_describes_the_family(tiny_family_dir):
+    m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    assert m["status"] == "complete"
+    assert m["architecture"] == "deepdog"
+    assert len(m["members"]) == 18
+    assert len({x["seed"] for x in m["members"]}) == 18  # distinct seeds
+    assert m["categories"][0] == "Asymmetries" and m["categories"][-1] == "Bad/blurry"
+    assert m["label_rule"] == "gt0.5"
+    assert m["input"]["shape"] == [128, 128, 1] and "255" in m["input"]["normalisation"]
+    assert len(m["data"]["fingerprint"]) == 64
+    assert {"tensorflow", "keras", "numpy"} <= set(m["versions"])
+    assert TrainConfig.load(tiny_family_dir / "config.json") == TrainConfig(**TINY)
+    assert not (tiny_family_dir / "checkpoints").exists()
+    for x in m["members"]:
+        assert (tiny_family_dir / x["file"]).exists()
+        assert (tiny_family_dir / "history" / f"{x['name']}.json").exists()
+
+
+def test_member_names():
+    assert member_name("Bad/blurry", 2) == "bad_blurry_2"
+    assert member_name("Individual atoms", 0) == "individual_atoms_0"
+
+
+def test_class_balance_weights_equalise_totals():
+    y = np.array([1, 0, 0, 0, 0, 0, 0, 0])
+    w = class_balance_weights(y)
+    assert w[y == 1].sum() == pytest.approx(w[y == 0].sum())
+    assert np.all(class_balance_weights(np.zeros(4)) == 1)
+
+
+def test_augmentation_only_flips(rng):
+    x = rng.integers(0, 256, (8, 16, 16), dtype=np.uint8)
+    ds = make_dataset(x, np.zeros(8), batch_size=8, shuffle=False, augment=True, seed=0)
+    xb, _ = next(iter(ds))
+    for a, b in zip(np.asarray(xb)[..., 0], x, strict=True):
+        assert any(np.array_equal(a, f) for f in (b, b[:, ::-1], b[::-1], b[::-1, ::-1]))
+
+
+def test_rerun_keeps_finished_members_and_refuses_other_configs(tmp_path, sim_frames, capsys):
+    cfg = TrainConfig(**{**TINY, "categories": ("Dimers",), "members_per_category": 2})
+    out = train_family(sim_frames, cfg, tmp_path / "f", verbose=0)
+    stamp = (out / "members" / "dimers_0.keras").stat().st_mtime_ns
+    capsys.readouterr()
+    train_family(sim_frames, cfg, out, verbose=0)
+    assert "done already, kept" in capsys.readouterr().out
+    assert (out / "members" / "dimers_0.keras").stat().st_mtime_ns == stamp
+    with pytest.raises(ResumeMismatchError, match="another configuration"):
+        train_family(sim_frames, TrainConfig(**{**TINY, "epochs": 2}), out, verbose=0)
+
+
+@pytest.mark.slow
+def test_killed_run_resumes_from_its_last_epoch(tmp_path):
+    """Kill a real training process mid-run (SIGKILL), rerun the same command, it continues."""
+    cmd = [
+        sys.executable, "main_training.py", "--synthetic-frames", "40", "--name", "k",
+        "--out-root", str(tmp_path), "--width", "0.125", "--max-filters", "32",
+        "--epochs", "3", "--members", "1", "--batch-size", "8", "--quiet",
+    ]
+    env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    fam = tmp_path / "k"
+    deadline = time.time() + 240
+    try:
+        # Wait until a member has finished at least one epoch but not all, then kill hard.
+        while time.time() < deadline:
+            states = list((fam / "checkpoints").glob("*.json")) if (fam / "checkpoints").exists() else []
+            if any(json.loads(s.read_text())["epochs_done"] >= 1 for s in states if s.stat().st_size):
+                break
+            time.sleep(0.05)
+        else:
+            pytest.fail("training never reached a checkpoint")
+    finally:
+        proc.send_signal(signal.SIGKILL)
+        proc.wait()
+    assert json.loads((fam / "manifest.json").read_text())["status"] == "training"
+    done = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "resuming after epoch" in done.stdout
+    m = json.loads((fam / "manifest.json").read_text())
+    assert m["status"] == "complete"
+    for x in m["members"]:
+        hist = json.loads((fam / "history" / f"{x['name']}.json").read_text())
+        assert len(hist["loss"]) == 3  # every epoch exactly once across the two runs
