@@ -16,12 +16,18 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     ap.add_argument("--family", default=None, help="family folder (default: models/hsi_family)")
     ap.add_argument("--data", default=None, help="frames to vote on (default: simulated frames)")
     ap.add_argument("--report", default=None, help="write the metrics (or votes) as JSON here")
-    ap.add_argument("--out-dir", default="outputs", help="folder for plots and votes (default outputs/)")
-    ap.add_argument("--guess", action="store_true", help="only guess labels, even if the data has some")
+    ap.add_argument(
+        "--out-dir", default="outputs", help="folder for plots and votes (default outputs/)"
+    )
+    ap.add_argument(
+        "--guess", action="store_true", help="only guess labels, even if the data has some"
+    )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
     args = ap.parse_args(argv)

@@ -15,23 +15,43 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", help="frames: the project's HDF5, or a 2018 .mat/.npz/.h5 (default: simulated)")
-    ap.add_argument("--synthetic-frames", type=int, default=4000, help="simulated frames when no --data")
-    ap.add_argument("--name", default="my_family", help="family name: output goes to <out-root>/<name>")
-    ap.add_argument("--out-root", default="models", help="folder holding families (default models/)")
-    ap.add_argument("--architecture", default="deepdog", help="a registered builder (deepdog, vgg_like, wolkow)")
-    ap.add_argument("--width", type=float, default=0.25, help="filter multiplier (1.0 = the 2018 DeepDog)")
-    ap.add_argument("--max-filters", type=int, default=None, help="DeepDog: stop the trunk at this many filters")
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", help="frames: the project's HDF5, or a 2018 .mat/.npz/.h5 (default: simulated)"
+    )
+    ap.add_argument(
+        "--synthetic-frames", type=int, default=4000, help="simulated frames when no --data"
+    )
+    ap.add_argument(
+        "--name", default="my_family", help="family name: output goes to <out-root>/<name>"
+    )
+    ap.add_argument(
+        "--out-root", default="models", help="folder holding families (default models/)"
+    )
+    ap.add_argument(
+        "--architecture", default="deepdog", help="a registered builder (deepdog, vgg_like, wolkow)"
+    )
+    ap.add_argument(
+        "--width", type=float, default=0.25, help="filter multiplier (1.0 = the 2018 DeepDog)"
+    )
+    ap.add_argument(
+        "--max-filters", type=int, default=None, help="DeepDog: stop the trunk at this many filters"
+    )
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--members", type=int, default=3, help="members per category (default 3)")
     ap.add_argument("--label-rule", choices=["gt0.5", "eq1"], default="gt0.5")
     ap.add_argument("--targets", choices=["hard", "soft"], default="hard")
     ap.add_argument("--class-weight", choices=["balanced", "none"], default="balanced")
-    ap.add_argument("--bootstrap", action="store_true", help="each member trains on a bootstrap sample")
+    ap.add_argument(
+        "--bootstrap", action="store_true", help="each member trains on a bootstrap sample"
+    )
     ap.add_argument("--no-augment", action="store_true", help="no random flips")
-    ap.add_argument("--val-fraction", type=float, default=0.0, help="hold out this share of sessions")
+    ap.add_argument(
+        "--val-fraction", type=float, default=0.0, help="hold out this share of sessions"
+    )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--quiet", action="store_true", help="no per-batch progress bars")
     args = ap.parse_args(argv)

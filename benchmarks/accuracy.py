@@ -73,9 +73,14 @@ def run(args) -> dict:
     t0 = time.time()
     oof = np.zeros((len(frames), len(CATEGORIES), args.members), np.float32)
     folds = []
-    for k, (tr, te) in enumerate(session_kfold(frames.sessions, n_splits=args.folds, seed=args.seed)):
-        print(f"== fold {k + 1}/{args.folds}: {len(tr)} train / {len(te)} test frames, "
-              f"{len(set(frames.sessions[te]))} held-out sessions", flush=True)
+    for k, (tr, te) in enumerate(
+        session_kfold(frames.sessions, n_splits=args.folds, seed=args.seed)
+    ):
+        print(
+            f"== fold {k + 1}/{args.folds}: {len(tr)} train / {len(te)} test frames, "
+            f"{len(set(frames.sessions[te]))} held-out sessions",
+            flush=True,
+        )
         d = train_family(frames.subset(tr), cfg, runs / f"fold{k}", data_path=args.data, verbose=0)
         test = frames.subset(te)
         v = _vote_on(d, test, y[te])
@@ -83,10 +88,15 @@ def run(args) -> dict:
         fm = evaluate(v.hard, v.soft, y[te], CATEGORIES)
         fm["held_out_sessions"] = sorted(set(test.sessions))
         folds.append(fm)
-        print(f"   exact {fm['exact_match']:.3f}  mean AUC {fm['macro_roc_auc']:.3f}  "
-              f"mean precision {fm['mean_precision']:.3f}", flush=True)
+        print(
+            f"   exact {fm['exact_match']:.3f}  mean AUC {fm['macro_roc_auc']:.3f}  "
+            f"mean precision {fm['mean_precision']:.3f}",
+            flush=True,
+        )
     pooled_vote = Vote.from_member_probs(oof, CATEGORIES, y)
-    pooled = evaluate(pooled_vote.hard, pooled_vote.soft, y, CATEGORIES, agreement=pooled_vote.agreement)
+    pooled = evaluate(
+        pooled_vote.hard, pooled_vote.soft, y, CATEGORIES, agreement=pooled_vote.agreement
+    )
 
     def spread(key):
         vals = [f[key] for f in folds]
@@ -109,15 +119,21 @@ def run(args) -> dict:
 
     if not args.skip_2018:
         print("== 2018 protocol: 10 copies per frame, random 80/20 split of the copies", flush=True)
-        tr_rows, te_rows = replicate_2018_split(len(frames), copies=10, test_fraction=0.2, seed=args.seed)
+        tr_rows, te_rows = replicate_2018_split(
+            len(frames), copies=10, test_fraction=0.2, seed=args.seed
+        )
         distinct = np.unique(tr_rows)
-        d = train_family(frames.subset(distinct), cfg, runs / "protocol2018", data_path=args.data, verbose=0)
+        d = train_family(
+            frames.subset(distinct), cfg, runs / "protocol2018", data_path=args.data, verbose=0
+        )
         v = _vote_on(d, frames.subset(te_rows), y[te_rows])
         m = evaluate(v.hard, v.soft, y[te_rows], CATEGORIES)
         m["test_rows_with_twin_in_train"] = float(np.isin(te_rows, tr_rows).mean())
         result["protocol_2018"] = m
-        print(f"   exact {m['exact_match']:.3f}  mean AUC {m['macro_roc_auc']:.3f}  "
-              f"({m['test_rows_with_twin_in_train']:.1%} of test rows have a twin in training)")
+        print(
+            f"   exact {m['exact_match']:.3f}  mean AUC {m['macro_roc_auc']:.3f}  "
+            f"({m['test_rows_with_twin_in_train']:.1%} of test rows have a twin in training)"
+        )
     result["seconds"] = round(time.time() - t0, 1)
     out = Path(args.out)
     write_json_atomic(out, result)
@@ -154,15 +170,26 @@ def table(r: dict) -> str:
         f"| 2018 report (leaky split) | {r['anchors']['report_2018_exact_match']} | - | - | - | - |",
         f"| majority-class guess (this data) | {_f(r['majority_class_exact_match'])} | 0.5 | - | - | 0.5 |",
     ]
-    lines = ["\n".join(rows), "", "| category | precision | recall | F1 | ROC-AUC | support |", "|---|---|---|---|---|---|"]
+    lines = [
+        "\n".join(rows),
+        "",
+        "| category | precision | recall | F1 | ROC-AUC | support |",
+        "|---|---|---|---|---|---|",
+    ]
     for c, v in p["per_category"].items():
-        lines.append(f"| {c} | {_f(v['precision'])} | {_f(v['recall'])} | {_f(v['f1'])} | {_f(v['roc_auc'])} | {v['support']} |")
+        lines.append(
+            f"| {c} | {_f(v['precision'])} | {_f(v['recall'])} | {_f(v['f1'])} | {_f(v['roc_auc'])} | {v['support']} |"
+        )
     return "\n".join(lines)
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5"))
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.json"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "accuracy"))
     ap.add_argument("--folds", type=int, default=5)

@@ -10,9 +10,9 @@ import os as _os
 # TensorFlow's C++ start-up chatter (CUDA probes on CPU machines) is noise for users.
 _os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
-from cnn_family import builders  # noqa: E402,F401  (registers every builder)
-from cnn_family.family import Family, FamilyFormatError, Vote, majority_polling  # noqa: E402
-from cnn_family.registry import CNN_global, UnknownModelError, list_models, register_model  # noqa: E402
+from cnn_family import builders  # noqa: F401  (registers every builder)
+from cnn_family.family import Family, FamilyFormatError, Vote, majority_polling
+from cnn_family.registry import CNN_global, UnknownModelError, list_models, register_model
 
 __all__ = [
     "CNN_global",

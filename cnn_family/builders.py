@@ -39,7 +39,7 @@ def _check_shape(input_shape, output_number: int) -> tuple[int, int, int]:
 
 
 def _filters(f: int, width: float) -> int:
-    return max(4, int(round(f * width)))
+    return max(4, round(f * width))
 
 
 def _head(x, output_number: int, dropout: float):
@@ -82,7 +82,9 @@ def deepdog(
         raise ValueError(f"width: expected a multiplier in (0, 4], got {width}")
     inp = keras.Input(shape, name="frame")
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inp)
-    x = layers.Conv2D(_filters(32, width), 3, strides=2, padding="same", use_bias=False, name="conv0")(x)
+    x = layers.Conv2D(
+        _filters(32, width), 3, strides=2, padding="same", use_bias=False, name="conv0"
+    )(x)
     x = layers.BatchNormalization(name="conv0_bn")(x)
     x = layers.Activation("elu", name="conv0_elu")(x)
     for i, (f, s) in enumerate(DEEPDOG_LAYERS, start=1):
@@ -116,7 +118,9 @@ def vgg_like(
     x = layers.Rescaling(1.0 / 255.0, name="scale")(inp)
     for b, f in enumerate((32, 64), start=1):
         for c in (1, 2):
-            x = layers.Conv2D(_filters(f, width), 3, padding="same", activation="relu", name=f"b{b}_conv{c}")(x)
+            x = layers.Conv2D(
+                _filters(f, width), 3, padding="same", activation="relu", name=f"b{b}_conv{c}"
+            )(x)
         x = layers.MaxPooling2D(2, name=f"b{b}_pool")(x)
         x = layers.Dropout(0.25, name=f"b{b}_dropout")(x)
     x = layers.Flatten(name="flatten")(x)

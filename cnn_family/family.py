@@ -63,7 +63,9 @@ class Vote:
             if y.shape != hard.shape:
                 raise ValueError(f"y_test: expected shape {hard.shape}, got {y.shape}")
             exact = float(np.mean(np.all(hard == y.astype(np.uint8), axis=1)))
-        return cls(tuple(categories), probs, hard, probs.mean(axis=2), agree.astype(np.float32), exact)
+        return cls(
+            tuple(categories), probs, hard, probs.mean(axis=2), agree.astype(np.float32), exact
+        )
 
 
 def _as_batch(x) -> np.ndarray:
@@ -137,7 +139,9 @@ class Family:
                 for j, m in enumerate(self.members[c]):
                     # Fresh copies with unique names, so one graph can hold every member.
                     clone = keras.models.clone_model(m)
-                    clone.name = f"member_{len(outs):02d}_{c}_{j}".replace("/", "_").replace(" ", "_")
+                    clone.name = f"member_{len(outs):02d}_{c}_{j}".replace("/", "_").replace(
+                        " ", "_"
+                    )
                     clone.set_weights(m.get_weights())
                     outs.append(clone(inp))
             out = keras.layers.Concatenate(name="member_probs")(outs) if len(outs) > 1 else outs[0]
@@ -162,7 +166,9 @@ class Family:
         xb = _as_batch(x)
         want = tuple(self.fused.input_shape[1:3])
         if xb.shape[1:3] != want:
-            raise ValueError(f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}")
+            raise ValueError(
+                f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}"
+            )
         fn = self._compiled()
         parts = [np.asarray(fn(xb[i : i + batch_size])) for i in range(0, len(xb), batch_size)]
         flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
@@ -170,7 +176,9 @@ class Family:
 
     def vote(self, x, y_true: np.ndarray | None = None, *, batch_size: int = 256) -> Vote:
         """The majority vote (and soft vote, agreement) on frames x."""
-        return Vote.from_member_probs(self.predict_members(x, batch_size=batch_size), self.categories, y_true)
+        return Vote.from_member_probs(
+            self.predict_members(x, batch_size=batch_size), self.categories, y_true
+        )
 
     def save_fused(self, path: str | Path) -> Path:
         """The fused graph as one ``.keras`` file (fast to load for serving)."""

@@ -41,7 +41,10 @@ def run_evaluate_guess(
     if not guess and frames.labelled.any():
         m = evaluate_family(fam, frames, report=report, plots_dir=out_dir)
         print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
-        print(f"plots: {out_dir}/roc.png, confusion.png, gallery.png" + (f"; report: {report}" if report else ""))
+        print(
+            f"plots: {out_dir}/roc.png, confusion.png, gallery.png"
+            + (f"; report: {report}" if report else "")
+        )
         return m
     res = guess_labels(fam, frames, out=out_dir / "guesses.csv", plots_dir=out_dir)
     rates = ", ".join(f"{c} {r:.0%}" for c, r in res["positive_rate"].items())
@@ -50,7 +53,9 @@ def run_evaluate_guess(
     if report is not None:
         from training.io import write_json_atomic
 
-        write_json_atomic(report, {"n": res["n"], "positive_rate": res["positive_rate"], "votes": res["votes"]})
+        write_json_atomic(
+            report, {"n": res["n"], "positive_rate": res["positive_rate"], "votes": res["votes"]}
+        )
     return res
 
 

@@ -84,9 +84,7 @@ def evaluate(
         yb = y[:, bad_idx].max(axis=1)
         hb = hard[:, bad_idx].max(axis=1)
         sb = soft[:, bad_idx].max(axis=1)
-        pb, rb, fb, _ = precision_recall_fscore_support(
-            yb, hb, average="binary", zero_division=0
-        )
+        pb, rb, fb, _ = precision_recall_fscore_support(yb, hb, average="binary", zero_division=0)
         out["good_vs_bad"] = {
             "precision": float(pb),
             "recall": float(rb),

@@ -10,9 +10,9 @@ import matplotlib
 
 matplotlib.use("Agg")  # files only; no display on lab servers or CI
 
-import matplotlib.pyplot as plt  # noqa: E402
-import numpy as np  # noqa: E402
-from sklearn.metrics import confusion_matrix, roc_curve  # noqa: E402
+import matplotlib.pyplot as plt
+import numpy as np
+from sklearn.metrics import confusion_matrix, roc_curve
 
 SHORT = {
     "Asymmetries": "Asym",
@@ -59,8 +59,15 @@ def plot_confusion(hard: np.ndarray, y_true: np.ndarray, categories: Sequence[st
         share = cm / np.maximum(cm.sum(axis=1, keepdims=True), 1)
         ax.imshow(share, cmap="Blues", vmin=0, vmax=1)
         for (r, k), v in np.ndenumerate(cm):
-            ax.text(k, r, f"{v}\n{share[r, k]:.0%}", ha="center", va="center",
-                    color="white" if share[r, k] > 0.6 else "black", fontsize=8)
+            ax.text(
+                k,
+                r,
+                f"{v}\n{share[r, k]:.0%}",
+                ha="center",
+                va="center",
+                color="white" if share[r, k] > 0.6 else "black",
+                fontsize=8,
+            )
         ax.set_xticks([0, 1], ["no", "yes"])
         ax.set_yticks([0, 1], ["no", "yes"])
         ax.set_title(SHORT.get(c, c), fontsize=10)
@@ -118,7 +125,9 @@ def plot_gallery(
 def plot_training_curves(family_dir: str | Path, path) -> Path:
     """Loss and AUC per epoch for every member (train solid, validation dashed)."""
     family_dir = Path(family_dir)
-    hist = {p.stem: json.loads(p.read_text()) for p in sorted((family_dir / "history").glob("*.json"))}
+    hist = {
+        p.stem: json.loads(p.read_text()) for p in sorted((family_dir / "history").glob("*.json"))
+    }
     fig, (a1, a2) = plt.subplots(1, 2, figsize=(11, 4))
     cmap = plt.get_cmap("tab10")
     cats: list[str] = []

@@ -45,7 +45,9 @@ def load_any(path: str | Path, *, size: int = 128) -> FrameSet:
             else [path]
         )
         if not files:
-            raise DataFormatError(f"{path}: expected image files ({', '.join(IMAGE_SUFFIXES)}), found none")
+            raise DataFormatError(
+                f"{path}: expected image files ({', '.join(IMAGE_SUFFIXES)}), found none"
+            )
         imgs = []
         for f in files:
             try:
@@ -153,13 +155,20 @@ def evaluate_family(
         rng = np.random.default_rng(0)
         pick = np.sort(rng.choice(len(sub), size=min(16, len(sub)), replace=False))
         plots.plot_gallery(
-            sub.images[pick], vote.hard[pick], cats, d / "gallery.png",
-            y_true=y[pick], soft=vote.soft[pick], title="family vote vs crowd labels",
+            sub.images[pick],
+            vote.hard[pick],
+            cats,
+            d / "gallery.png",
+            y_true=y[pick],
+            soft=vote.soft[pick],
+            title="family vote vs crowd labels",
         )
     return m
 
 
-def guess_labels(family, frames: FrameSet, *, out: str | Path | None = None, plots_dir=None) -> dict:
+def guess_labels(
+    family, frames: FrameSet, *, out: str | Path | None = None, plots_dir=None
+) -> dict:
     """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked."""
     from evaluation import plots
 
@@ -182,7 +191,15 @@ def guess_labels(family, frames: FrameSet, *, out: str | Path | None = None, plo
             w.writerows(rows)
     if plots_dir is not None:
         plots.plot_gallery(
-            frames.images, vote.hard, cats, Path(plots_dir) / "guesses.png",
-            soft=vote.soft, title="family vote",
+            frames.images,
+            vote.hard,
+            cats,
+            Path(plots_dir) / "guesses.png",
+            soft=vote.soft,
+            title="family vote",
         )
-    return {"n": len(frames), "votes": rows, "positive_rate": dict(zip(cats, vote.hard.mean(0).tolist(), strict=True))}
+    return {
+        "n": len(frames),
+        "votes": rows,
+        "positive_rate": dict(zip(cats, vote.hard.mean(0).tolist(), strict=True)),
+    }

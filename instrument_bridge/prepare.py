@@ -24,7 +24,9 @@ def prepare_frame(z: np.ndarray, *, size: int = 128, min_lines: int = 8) -> np.n
     if z.ndim != 2:
         raise FrameError(f"scan: expected a 2-D height map, got shape {z.shape}")
     if np.isinf(z).any():
-        raise FrameError("scan: found inf values; expected finite heights (NaN marks unscanned lines)")
+        raise FrameError(
+            "scan: found inf values; expected finite heights (NaN marks unscanned lines)"
+        )
     scanned = ~np.isnan(z).all(axis=1)
     z = z[scanned]
     if len(z) < min_lines:
@@ -32,5 +34,9 @@ def prepare_frame(z: np.ndarray, *, size: int = 128, min_lines: int = 8) -> np.n
     z = np.where(np.isnan(z), np.nanmean(z, axis=1, keepdims=True), z)
     z = z - z.mean(axis=1, keepdims=True)
     lo, hi = z.min(), z.max()
-    g = np.zeros(z.shape, np.uint8) if hi - lo <= 0 else np.round((z - lo) * 255.0 / (hi - lo)).astype(np.uint8)
+    g = (
+        np.zeros(z.shape, np.uint8)
+        if hi - lo <= 0
+        else np.round((z - lo) * 255.0 / (hi - lo)).astype(np.uint8)
+    )
     return np.asarray(Image.fromarray(g).resize((size, size), Image.BOX))

@@ -11,7 +11,9 @@ from collections.abc import Sequence
 def main(argv: Sequence[str] | None = None) -> int:
     ap = argparse.ArgumentParser(prog="python -m stm_sim", description="H:Si(100) STM simulator")
     sub = ap.add_subparsers(dest="cmd", required=True)
-    mk = sub.add_parser("make-dataset", help="write labelled simulated frames in the project's HDF5")
+    mk = sub.add_parser(
+        "make-dataset", help="write labelled simulated frames in the project's HDF5"
+    )
     mk.add_argument("out", help="output .h5 file")
     mk.add_argument("--n", type=int, default=5000, help="number of frames (default 5000)")
     mk.add_argument("--seed", type=int, default=0)
@@ -26,7 +28,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     fs = make_frameset(args.n, seed=args.seed, size=args.size, progress=True)
     dt = time.perf_counter() - t
     save_frames(fs, args.out, attrs={"source": f"stm_sim seed {args.seed}"})
-    print(f"wrote {args.out}: {len(fs)} frames in {len(set(fs.sessions))} sessions ({len(fs) / dt:.0f} frames/s)")
+    print(
+        f"wrote {args.out}: {len(fs)} frames in {len(set(fs.sessions))} sessions ({len(fs) / dt:.0f} frames/s)"
+    )
     return 0
 
 

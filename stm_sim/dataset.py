@@ -31,7 +31,9 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128):
     state = str(rng.choice(states, p=STATE_P))
     rotation = float(rng.choice([0.0, 45.0, 90.0, 135.0]) + rng.uniform(-3, 3))
     for _ in range(n):
-        fp = sample_frame_params(rng, state=state, size=size, rotation=rotation + rng.normal(0, 0.5))
+        fp = sample_frame_params(
+            rng, state=state, size=size, rotation=rotation + rng.normal(0, 0.5)
+        )
         if rng.random() < CHANGE_P:
             new_state = str(rng.choice([s for s in states if s != state]))
             after = sample_tip(rng, new_state)

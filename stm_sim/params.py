@@ -141,7 +141,7 @@ def sample_tip(rng: np.random.Generator, state: str) -> TipParams:
     if u < 0.12:  # ghosts: 2-4 apices, the extra ones strong
         k = int(rng.integers(2, 5))
         offs = [(0.0, 0.0)] + [tuple(rng.uniform(-9, 9, 2)) for _ in range(k - 1)]
-        w = [1.0] + list(rng.uniform(0.3, 0.9, k - 1))
+        w = [1.0, *list(rng.uniform(0.3, 0.9, k - 1))]
         t.apex_offsets, t.apex_weights = tuple(offs), tuple(w)
     elif u < 0.20:  # lopsided apex
         t.apex_offsets = ((0.0, 0.0), tuple(rng.uniform(-4, 4, 2)))
@@ -162,7 +162,11 @@ def sample_frame_params(
     if state is None:
         state = str(rng.choice(list(TIP_STATES), p=[0.12, 0.42, 0.22, 0.24]))
     tip = sample_tip(rng, state)
-    rot = float(rng.choice([0.0, 45.0, 90.0, 135.0]) + rng.uniform(-3, 3)) if rotation is None else rotation
+    rot = (
+        float(rng.choice([0.0, 45.0, 90.0, 135.0]) + rng.uniform(-3, 3))
+        if rotation is None
+        else rotation
+    )
     fov = float(rng.uniform(35.0, 39.0))
     n_blobs = int(rng.poisson(2.0)) if rng.random() < 0.65 else 0
     blobs = tuple(
@@ -180,7 +184,9 @@ def sample_frame_params(
         phase=(float(rng.uniform(0, 7.68)), float(rng.uniform(0, 7.68))),
         buckling=float(rng.uniform(0.3, 0.8)) if rng.random() < 0.14 else 0.0,
         buckle_pattern=str(rng.choice(["c4x2", "p2x2"])),
-        step=(float(rng.uniform(0, 180)), float(rng.uniform(-12, 12))) if rng.random() < 0.1 else None,
+        step=(float(rng.uniform(0, 180)), float(rng.uniform(-12, 12)))
+        if rng.random() < 0.1
+        else None,
         blobs=blobs,
     )
     heavy = rng.random() < 0.06
@@ -195,7 +201,12 @@ def sample_frame_params(
         hum_period=float(rng.uniform(60, 140)),
         hum_phase=float(rng.uniform(0, 2 * np.pi)),
         glitches=tuple(
-            (int(rng.integers(0, size)), int(rng.integers(0, size - 8)), int(rng.integers(3, 30)), float(rng.normal(0, 0.6)))
+            (
+                int(rng.integers(0, size)),
+                int(rng.integers(0, size - 8)),
+                int(rng.integers(3, 30)),
+                float(rng.normal(0, 0.6)),
+            )
             for _ in range(int(rng.poisson(0.4)))
         ),
         ringing=float(rng.uniform(0.5, 1.2)) if rng.random() < 0.04 else 0.0,

@@ -44,7 +44,9 @@ def _alternating(u: np.ndarray, period: float, sigma: float) -> np.ndarray:
     return sign * _train(u, period, sigma)
 
 
-def _lattice(p: np.ndarray, q: np.ndarray, buckling: float, pattern: str, phase: tuple) -> np.ndarray:
+def _lattice(
+    p: np.ndarray, q: np.ndarray, buckling: float, pattern: str, phase: tuple
+) -> np.ndarray:
     """Height of the dimer lattice at row coordinate p (along rows) and q (across), in Å units."""
     p = p + phase[0]
     q = q + phase[1]
@@ -56,7 +58,9 @@ def _lattice(p: np.ndarray, q: np.ndarray, buckling: float, pattern: str, phase:
     if buckling:
         alt_p = _alternating(p, DIMER_PITCH, LOBE_SIGMA * 1.6)
         if pattern == "c4x2":
-            diff = _alternating(q - half, ROW_PERIOD, LOBE_SIGMA) - _alternating(q + half, ROW_PERIOD, LOBE_SIGMA)
+            diff = _alternating(q - half, ROW_PERIOD, LOBE_SIGMA) - _alternating(
+                q + half, ROW_PERIOD, LOBE_SIGMA
+            )
         else:  # p(2x2): every row in phase
             diff = lobe_a - lobe_b
         h = h + buckling * alt_p * diff
@@ -86,7 +90,11 @@ def _height(fp: FrameParams, n: int, px: float) -> tuple[np.ndarray, np.ndarray]
     idx = (np.arange(n) - PAD) * px
     yy, xx = np.meshgrid(idx, idx, indexing="ij")
     # Drift shear and piezo creep act on where the tip really is at each pixel.
-    xx = xx + fp.scan.shear * yy + fp.scan.creep * np.exp(-np.clip(yy, 0, None) / max(fp.scan.creep_tau, 1e-3))
+    xx = (
+        xx
+        + fp.scan.shear * yy
+        + fp.scan.creep * np.exp(-np.clip(yy, 0, None) / max(fp.scan.creep_tau, 1e-3))
+    )
     th = np.deg2rad(s.rotation)
     p = xx * np.cos(th) + yy * np.sin(th)
     q = -xx * np.sin(th) + yy * np.cos(th)
@@ -113,7 +121,10 @@ def _scan_artefacts(img: np.ndarray, fp: FrameParams, rng: np.random.Generator) 
         kernel = np.exp(-k / sc.ringing_decay) * np.cos(2 * np.pi * k / sc.ringing_period)
         kernel[0] = 1.0
         img = img + sc.ringing * np.fft.irfft(
-            np.fft.rfft(np.diff(img, axis=1, prepend=img[:, :1]), axis=1) * np.fft.rfft(kernel)[None], n=n, axis=1
+            np.fft.rfft(np.diff(img, axis=1, prepend=img[:, :1]), axis=1)
+            * np.fft.rfft(kernel)[None],
+            n=n,
+            axis=1,
         )
     if sc.pink_noise:
         fy = np.fft.fftfreq(n)[:, None]
@@ -181,7 +192,9 @@ def render(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarra
         img[line:] = other[line:] + fp.tip_change.jump * float(np.ptp(img))
         w = fp.tip_change.streak_lines
         if w:
-            img[line : line + w] += fp.tip_change.streak * float(np.ptp(img)) * rng.standard_normal((w, 1))
+            img[line : line + w] += (
+                fp.tip_change.streak * float(np.ptp(img)) * rng.standard_normal((w, 1))
+            )
     img = img[PAD : PAD + size, PAD : PAD + size]
     img = _scan_artefacts(img, fp, rng)
     if fp.lines_done is not None and fp.lines_done < size:

@@ -8,7 +8,18 @@ from training.data import CATEGORIES
 
 
 def test_vote_rounds_each_member_and_needs_two_of_three():
-    probs = np.array([[[0.9, 0.6, 0.1], [0.4, 0.49, 0.9], [0.5, 0.2, 0.1], [0.1, 0.2, 0.3], [0.7, 0.8, 0.9], [0.0, 0.0, 0.6]]])
+    probs = np.array(
+        [
+            [
+                [0.9, 0.6, 0.1],
+                [0.4, 0.49, 0.9],
+                [0.5, 0.2, 0.1],
+                [0.1, 0.2, 0.3],
+                [0.7, 0.8, 0.9],
+                [0.0, 0.0, 0.6],
+            ]
+        ]
+    )
     v = Vote.from_member_probs(probs, CATEGORIES, y_true=np.array([[1, 0, 0, 0, 1, 0]]))
     assert v.hard.tolist() == [[1, 0, 0, 0, 1, 0]]
     np.testing.assert_allclose(v.agreement[0], [2 / 3, 2 / 3, 2 / 3, 1, 1, 2 / 3])
@@ -36,12 +47,12 @@ def test_family_is_one_graph_with_18_branches(tiny_family):
 def test_family_rejects_wrong_frames(tiny_family):
     with pytest.raises(ValueError, match="expected 128x128"):
         tiny_family.vote(np.zeros((2, 64, 64), np.uint8))
-    with pytest.raises(ValueError, match="NaN"):
+    with pytest.raises(ValueError, match=r"NaN"):
         tiny_family.vote(np.full((1, 128, 128), np.nan))
 
 
 def test_unfinished_family_says_so(tmp_path, tiny_family_dir):
-    with pytest.raises(FileNotFoundError, match="manifest.json"):
+    with pytest.raises(FileNotFoundError, match=r"manifest\.json"):
         Family.load(tmp_path)
     m = json.loads((tiny_family_dir / "manifest.json").read_text())
     m["status"] = "training"

@@ -5,7 +5,11 @@ import pytest
 from cnn_family import CNN_global, UnknownModelError, list_models
 from cnn_family.builders import deepdog
 
-SMALL = {"deepdog": dict(width=0.125, max_filters=64), "vgg_like": dict(width=0.25), "wolkow": dict(width=0.25)}
+SMALL = {
+    "deepdog": dict(width=0.125, max_filters=64),
+    "vgg_like": dict(width=0.25),
+    "wolkow": dict(width=0.25),
+}
 
 
 def test_registry_lists_the_three_builders():
@@ -13,7 +17,7 @@ def test_registry_lists_the_three_builders():
 
 
 def test_unknown_name_names_the_available_models():
-    with pytest.raises(ValueError, match="available models: .*deepdog") as e:
+    with pytest.raises(ValueError, match=r"available models: .*deepdog") as e:
         CNN_global("resnet9000")
     assert isinstance(e.value, UnknownModelError)
 
@@ -34,7 +38,21 @@ def test_deepdog_full_width_is_the_2018_net():
     m = deepdog((128, 128, 1), 1)
     assert m.count_params() == 2_149_025  # ≈ 2.15 M, DESIGN §2
     seps = [layer for layer in m.layers if isinstance(layer, keras.layers.SeparableConv2D)]
-    assert [s.filters for s in seps] == [32, 64, 128, 128, 256, 256, 512, 512, 512, 512, 512, 512, 1024]
+    assert [s.filters for s in seps] == [
+        32,
+        64,
+        128,
+        128,
+        256,
+        256,
+        512,
+        512,
+        512,
+        512,
+        512,
+        512,
+        1024,
+    ]
     assert sum(s.strides[0] == 2 for s in seps) == 4
 
 
@@ -50,7 +68,11 @@ def test_wolkow_sigmoid_learns_where_the_2018_softmax_could_not(rng):
     keras.utils.set_random_seed(0)
     n = 64
     y = (np.arange(n) % 2).astype("float32")[:, None]
-    x = (rng.normal(60, 10, (n, 16, 16, 1)) + 120 * y[:, :, None, None]).clip(0, 255).astype("uint8")
+    x = (
+        (rng.normal(60, 10, (n, 16, 16, 1)) + 120 * y[:, :, None, None])
+        .clip(0, 255)
+        .astype("uint8")
+    )
     model = CNN_global("wolkow")((16, 16, 1), 1, width=0.25, learning_rate=1e-3)
     model.fit(x, y, epochs=15, batch_size=16, verbose=0)
     acc = float(np.mean((model.predict(x, verbose=0) > 0.5) == y))

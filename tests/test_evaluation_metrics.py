@@ -10,7 +10,9 @@ from training.data import CATEGORIES, FrameSet, save_frames
 
 def test_metrics_by_hand():
     y = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 1, 0], [0, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0]])
-    hard = np.array([[1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0, 1], [1, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0]])
+    hard = np.array(
+        [[1, 0, 1, 0, 0, 1], [0, 0, 1, 0, 0, 1], [1, 1, 0, 1, 0, 0], [1, 0, 1, 0, 0, 0]]
+    )
     soft = hard * 0.8 + 0.1
     m = evaluate(hard, soft, y, CATEGORIES)
     assert m["n"] == 4

@@ -29,5 +29,7 @@ def test_partial_frame_is_stretched_and_too_little_is_refused(rng):
 
 def test_instrument_side_imports_no_tensorflow():
     code = "import instrument_bridge, sys; print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"

@@ -8,10 +8,25 @@ import main_training
 
 
 def test_main_training_on_simulated_frames(tmp_path, capsys):
-    rc = main_training.main([
-        "--synthetic-frames", "24", "--name", "sim", "--out-root", str(tmp_path),
-        "--width", "0.125", "--max-filters", "16", "--epochs", "1", "--members", "1", "--quiet",
-    ])
+    rc = main_training.main(
+        [
+            "--synthetic-frames",
+            "24",
+            "--name",
+            "sim",
+            "--out-root",
+            str(tmp_path),
+            "--width",
+            "0.125",
+            "--max-filters",
+            "16",
+            "--epochs",
+            "1",
+            "--members",
+            "1",
+            "--quiet",
+        ]
+    )
     assert rc == 0
     out = capsys.readouterr().out
     assert "simulated frames" in out and "prepare_hsi" in out  # says where real data comes from
@@ -25,14 +40,38 @@ def test_main_evaluate_guess_guesses_and_evaluates(tmp_path, tiny_family_dir, si
     from training.data import save_frames
 
     np.save(tmp_path / "x.npy", sim_frames.images[:5])
-    assert main_evaluate_guess.main(["--family", str(tiny_family_dir), "--data", str(tmp_path / "x.npy"),
-                                     "--out-dir", str(tmp_path / "g")]) == 0
+    assert (
+        main_evaluate_guess.main(
+            [
+                "--family",
+                str(tiny_family_dir),
+                "--data",
+                str(tmp_path / "x.npy"),
+                "--out-dir",
+                str(tmp_path / "g"),
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "g" / "guesses.png").exists()
     assert len((tmp_path / "g" / "guesses.csv").read_text().splitlines()) == 6
     save_frames(sim_frames.subset(range(20)), tmp_path / "d.h5")
     rep = tmp_path / "r.json"
-    assert main_evaluate_guess.main(["--family", str(tiny_family_dir), "--data", str(tmp_path / "d.h5"),
-                                     "--report", str(rep), "--out-dir", str(tmp_path / "e")]) == 0
+    assert (
+        main_evaluate_guess.main(
+            [
+                "--family",
+                str(tiny_family_dir),
+                "--data",
+                str(tmp_path / "d.h5"),
+                "--report",
+                str(rep),
+                "--out-dir",
+                str(tmp_path / "e"),
+            ]
+        )
+        == 0
+    )
     r = json.loads(rep.read_text())
     assert r["n"] == 20 and "good_vs_bad" in r and "Rows" in r["per_category"]
 
@@ -52,8 +91,12 @@ def test_shipped_family_report_on_real_frames(tmp_path):
     fs = load_frames(HSI_H5)
     save_frames(fs.subset(range(0, len(fs), 50)), tmp_path / "slice.h5")
     rep = tmp_path / "r.json"
-    assert main_evaluate_guess.main(["--data", str(tmp_path / "slice.h5"), "--report", str(rep),
-                                     "--out-dir", str(tmp_path)]) == 0
+    assert (
+        main_evaluate_guess.main(
+            ["--data", str(tmp_path / "slice.h5"), "--report", str(rep), "--out-dir", str(tmp_path)]
+        )
+        == 0
+    )
     r = json.loads(rep.read_text())
     assert r["n"] > 50 and r["n_skipped_unlabelled"] > 0
     assert 0.0 <= r["macro_roc_auc"] <= 1.0

@@ -25,14 +25,16 @@ def _power_along(img, period_px, axis):
     spec = spec.mean(axis=1 - axis)
     k = len(img) / period_px
     # Share of the whole frame's variance (Parseval) in the peak around that period.
-    return spec[int(round(k)) - 1 : int(round(k)) + 2].sum() * 2 / len(img) ** 2 / img.var()
+    return spec[round(k) - 1 : round(k) + 2].sum() * 2 / len(img) ** 2 / img.var()
 
 
 def test_shapes_dtype_and_determinism():
     a = make_arrays(12, seed=5)
     b = make_arrays(12, seed=5)
     assert a["images"].shape == (12, 128, 128) and a["images"].dtype == np.uint8
-    assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["mean_scores"], b["mean_scores"])
+    assert np.array_equal(a["images"], b["images"]) and np.array_equal(
+        a["mean_scores"], b["mean_scores"]
+    )
     assert not np.array_equal(a["images"], make_arrays(12, seed=6)["images"])
     assert set(np.unique(a["mean_scores"])) <= {0.0, 1.0}
     fp = sample_frame_params(np.random.default_rng(0), size=96)
@@ -68,7 +70,11 @@ def test_a_rows_tip_leaves_no_dimer_pitch_peak():
 
 
 def test_a_tip_change_is_a_discontinuity_at_its_line():
-    fp = _clean(0.5, rotation=90.0, tip_change=TipChange(line=64, after=TipParams(sigma=3.5), streak=0.0, streak_lines=0))
+    fp = _clean(
+        0.5,
+        rotation=90.0,
+        tip_change=TipChange(line=64, after=TipParams(sigma=3.5), streak=0.0, streak_lines=0),
+    )
     img = render(fp).astype(float)
     rough = np.abs(np.diff(img, axis=1)).mean(axis=1)  # fine structure per scan line
     assert rough[:60].mean() > 3 * rough[68:].mean()
@@ -76,5 +82,7 @@ def test_a_tip_change_is_a_discontinuity_at_its_line():
 
 def test_simulator_imports_no_tensorflow():
     code = "import stm_sim, stm_sim.dataset, sys; stm_sim.dataset.make_arrays(2); print('tensorflow' in sys.modules)"
-    out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
+    )
     assert out.stdout.strip() == "False"

@@ -31,7 +31,7 @@ def test_binarize_rules():
     m = np.array([[0.5, 0.51, 1.0, 2 / 3, 0.0, np.nan]])
     assert binarize(m).tolist() == [[0, 1, 1, 1, 0, 0]]
     assert binarize(m, rule="eq1").tolist() == [[0, 0, 1, 0, 0, 0]]
-    with pytest.raises(ValueError, match="gt0.5"):
+    with pytest.raises(ValueError, match=r"gt0\.5"):
         binarize(m, rule="majority")
 
 
@@ -71,10 +71,15 @@ def test_2018_layouts_npz_mat_h5(tmp_path, rng):
     y_te = rng.integers(0, 2, (4, 6)).astype(np.float32)
     np.savez(tmp_path / "d.npz", x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te)
     # MATLAB keeps the frame index last: (128, 128, N)
-    scipy.io.savemat(tmp_path / "d.mat", {
-        "x_train": np.moveaxis(x_tr[..., 0], 0, 2), "y_train": y_tr,
-        "x_test": np.moveaxis(x_te[..., 0], 0, 2), "y_test": y_te,
-    })
+    scipy.io.savemat(
+        tmp_path / "d.mat",
+        {
+            "x_train": np.moveaxis(x_tr[..., 0], 0, 2),
+            "y_train": y_tr,
+            "x_test": np.moveaxis(x_te[..., 0], 0, 2),
+            "y_test": y_te,
+        },
+    )
     with h5py.File(tmp_path / "d.h5", "w") as f:
         for k, v in dict(x_train=x_tr, y_train=y_tr, x_test=x_te, y_test=y_te).items():
             f[k] = v
@@ -100,8 +105,12 @@ def test_bad_files_give_clear_errors(tmp_path):
     with pytest.raises(DataFormatError, match="suffix"):
         load_frames(tmp_path / "a.txt")
     with pytest.raises(DataFormatError, match="mean_scores"):
-        FrameSet(images=np.zeros((3, 8, 8), np.uint8), mean_scores=np.zeros((3, 5)),
-                 sessions=["a"] * 3, names=["a", "b", "c"])
+        FrameSet(
+            images=np.zeros((3, 8, 8), np.uint8),
+            mean_scores=np.zeros((3, 5)),
+            sessions=["a"] * 3,
+            names=["a", "b", "c"],
+        )
 
 
 def test_splits_keep_sessions_whole():

@@ -22,7 +22,9 @@ def test_rgb_to_grey_maps_palette_ranks_and_rejects_foreign_colours():
 
 
 def test_session_of():
-    assert session_of("default_2015Feb11-102853_STM-STM_Spectroscopy--16_6.png") == "2015Feb11-102853"
+    assert (
+        session_of("default_2015Feb11-102853_STM-STM_Spectroscopy--16_6.png") == "2015Feb11-102853"
+    )
 
 
 @needs_shared
@@ -37,8 +39,12 @@ def test_converter_reproduces_the_reference_rows(tmp_path):
     diff = np.abs(mine.images.astype(int) - ref.images[j].astype(int))
     assert diff.max() <= 1
     np.testing.assert_array_equal(np.isnan(mine.mean_scores), np.isnan(ref.mean_scores[j]))
-    np.testing.assert_allclose(np.nan_to_num(mine.mean_scores), np.nan_to_num(ref.mean_scores[j]), atol=1e-6)
-    np.testing.assert_allclose(np.nan_to_num(mine.agreement), np.nan_to_num(ref.agreement[j]), atol=1e-6)
+    np.testing.assert_allclose(
+        np.nan_to_num(mine.mean_scores), np.nan_to_num(ref.mean_scores[j]), atol=1e-6
+    )
+    np.testing.assert_allclose(
+        np.nan_to_num(mine.agreement), np.nan_to_num(ref.agreement[j]), atol=1e-6
+    )
     assert (mine.sessions == ref.sessions[j]).all()
     assert (mine.orig_hw == ref.orig_hw[j]).all()
     assert (mine.complete == ref.complete[j]).all()

@@ -10,7 +10,13 @@ import pytest
 from conftest import ROOT, TINY
 
 from training.config import TrainConfig
-from training.trainer import ResumeMismatchError, class_balance_weights, make_dataset, member_name, train_family
+from training.trainer import (
+    ResumeMismatchError,
+    class_balance_weights,
+    make_dataset,
+    member_name,
+    train_family,
+)
 
 
 def test_manifest_describes_the_family(tiny_family_dir):
@@ -67,19 +73,41 @@ def test_rerun_keeps_finished_members_and_refuses_other_configs(tmp_path, sim_fr
 def test_killed_run_resumes_from_its_last_epoch(tmp_path):
     """Kill a real training process mid-run (SIGKILL), rerun the same command, it continues."""
     cmd = [
-        sys.executable, "main_training.py", "--synthetic-frames", "40", "--name", "k",
-        "--out-root", str(tmp_path), "--width", "0.125", "--max-filters", "32",
-        "--epochs", "3", "--members", "1", "--batch-size", "8", "--quiet",
+        sys.executable,
+        "main_training.py",
+        "--synthetic-frames",
+        "40",
+        "--name",
+        "k",
+        "--out-root",
+        str(tmp_path),
+        "--width",
+        "0.125",
+        "--max-filters",
+        "32",
+        "--epochs",
+        "3",
+        "--members",
+        "1",
+        "--batch-size",
+        "8",
+        "--quiet",
     ]
     env = {**os.environ, "PYTHONUNBUFFERED": "1"}
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     fam = tmp_path / "k"
     deadline = time.time() + 240
     try:
         # Wait until a member has finished at least one epoch but not all, then kill hard.
         while time.time() < deadline:
-            states = list((fam / "checkpoints").glob("*.json")) if (fam / "checkpoints").exists() else []
-            if any(json.loads(s.read_text())["epochs_done"] >= 1 for s in states if s.stat().st_size):
+            states = (
+                list((fam / "checkpoints").glob("*.json")) if (fam / "checkpoints").exists() else []
+            )
+            if any(
+                json.loads(s.read_text())["epochs_done"] >= 1 for s in states if s.stat().st_size
+            ):
                 break
             time.sleep(0.05)
         else:

@@ -378,6 +378,4 @@ def load_frames(path: str | os.PathLike) -> FrameSet:
         return _from_2018(arrays, path)
     if suffix == ".mat":
         return _from_2018(_read_mat(path), path)
-    raise DataFormatError(
-        f"{path}: expected a .h5/.hdf5, .npz or .mat file, got suffix {suffix!r}"
-    )
+    raise DataFormatError(f"{path}: expected a .h5/.hdf5, .npz or .mat file, got suffix {suffix!r}")

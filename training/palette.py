@@ -31,6 +31,9 @@ _NANOMAP_HEX = (
 )
 
 NANOMAP_RGB: np.ndarray = np.array(
-    [[int(_NANOMAP_HEX[i + k : i + k + 2], 16) for k in (0, 2, 4)] for i in range(0, len(_NANOMAP_HEX), 6)],
+    [
+        [int(_NANOMAP_HEX[i + k : i + k + 2], 16) for k in (0, 2, 4)]
+        for i in range(0, len(_NANOMAP_HEX), 6)
+    ],
     dtype=np.uint8,
 )

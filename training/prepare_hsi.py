@@ -80,9 +80,7 @@ def read_label_workbook(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndar
         sheets = {ws.title: ws for ws in wb.worksheets}
         for need in ("Mean_Score", "Agreement_Score"):
             if need not in sheets:
-                raise DataFormatError(
-                    f"{path}: expected a sheet {need!r}, found {sorted(sheets)}"
-                )
+                raise DataFormatError(f"{path}: expected a sheet {need!r}, found {sorted(sheets)}")
 
         def rows(title: str) -> dict[str, tuple[int, np.ndarray]]:
             out = {}
@@ -100,9 +98,7 @@ def read_label_workbook(path: str | Path) -> dict[str, tuple[np.ndarray, np.ndar
     finally:
         wb.close()
     nan6 = np.full(N_CATEGORIES, np.nan, np.float32)
-    return {
-        name: (m, agree.get(name, (0, nan6))[1], n) for name, (n, m) in means.items()
-    }
+    return {name: (m, agree.get(name, (0, nan6))[1], n) for name, (n, m) in means.items()}
 
 
 def prepare_hsi(
@@ -157,7 +153,9 @@ def prepare_hsi(
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(prog="python -m training.prepare_hsi", description=__doc__.split("\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m training.prepare_hsi", description=__doc__.split("\n")[0]
+    )
     ap.add_argument("src_dir", help="folder of SPM-Toolbox false-colour PNGs ('Images (Flat)')")
     ap.add_argument("labels_xlsx", help="Classified_Output_*.xlsx label workbook")
     ap.add_argument("out_h5", help="output file in the project's HDF5 format")

@@ -57,5 +57,5 @@ def replicate_2018_split(
     rng = np.random.default_rng(seed)
     rows = np.repeat(np.arange(n), copies)
     rng.shuffle(rows)
-    cut = int(round(len(rows) * (1 - test_fraction)))
+    cut = round(len(rows) * (1 - test_fraction))
     return rows[:cut], rows[cut:]

@@ -194,13 +194,15 @@ def train_family(
         config.save(out / "config.json")
 
     if config.val_fraction > 0:
-        tr_idx, va_idx = session_split(frames.sessions, val_fraction=config.val_fraction, seed=config.seed)
+        tr_idx, va_idx = session_split(
+            frames.sessions, val_fraction=config.val_fraction, seed=config.seed
+        )
         train, val = frames.subset(tr_idx), frames.subset(va_idx)
     else:
         train, val = frames, None
 
     members: list[dict] = []
-    for c_i, category in enumerate(config.categories):
+    for category in config.categories:
         c = CATEGORIES.index(category)
         for k in range(config.members_per_category):
             members.append(
@@ -265,13 +267,20 @@ def train_family(
             idx = np.random.default_rng(seed).integers(0, len(train), len(train))
         w = class_balance_weights(hard[idx]) if config.class_weight == "balanced" else None
         ds = make_dataset(
-            train.images[idx], y[idx], w,
-            batch_size=config.batch_size, shuffle=True, augment=config.augment, seed=seed + start,
+            train.images[idx],
+            y[idx],
+            w,
+            batch_size=config.batch_size,
+            shuffle=True,
+            augment=config.augment,
+            seed=seed + start,
         )
         val_ds = None
         if val is not None:
             yv, _ = _targets(val, config, m["_c"])
-            val_ds = make_dataset(val.images, yv, batch_size=256, shuffle=False, augment=False, seed=0)
+            val_ds = make_dataset(
+                val.images, yv, batch_size=256, shuffle=False, augment=False, seed=0
+            )
         cb = _EpochCheckpoint(ckpt, state_path, history)
         print(
             f"[{i}/{len(members)}] {m['name']} ({m['category']}, seed {seed}): "
@@ -281,8 +290,13 @@ def train_family(
         )
         if start < config.epochs:
             model.fit(
-                ds, validation_data=val_ds, initial_epoch=start, epochs=config.epochs,
-                callbacks=[cb.callback], verbose=verbose, shuffle=False,  # the dataset shuffles
+                ds,
+                validation_data=val_ds,
+                initial_epoch=start,
+                epochs=config.epochs,
+                callbacks=[cb.callback],
+                verbose=verbose,
+                shuffle=False,  # the dataset shuffles
             )
         # The final file carries the trained weights without the optimizer state (half the size).
         clean = builder(shape, 1, name=m["name"], **opts)
