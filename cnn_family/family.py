@@ -153,8 +153,10 @@ class Family:
             import tensorflow as tf
 
             model = self.fused
+            h, w = model.input_shape[1:3]
 
-            @tf.function(reduce_retracing=True)
+            # One signature for every batch size: traced once, never again.
+            @tf.function(input_signature=[tf.TensorSpec([None, h, w, 1], tf.uint8)])
             def fn(x):
                 return model(tf.cast(x, tf.float32), training=False)
 

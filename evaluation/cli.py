@@ -38,7 +38,8 @@ def run_evaluate_guess(
     else:
         frames = load_any(data)
         print(f"{fam}: {len(frames)} frames from {data}")
-    if not guess and frames.labelled.any():
+    # The demo (no --data) shows what an operator sees: votes on new frames.
+    if data is not None and not guess and frames.labelled.any():
         m = evaluate_family(fam, frames, report=report, plots_dir=out_dir)
         print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
         print(
