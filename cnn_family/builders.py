@@ -67,13 +67,16 @@ def deepdog(
     max_filters: int | None = None,
     dropout: float = 0.0,
     learning_rate: float = 1e-3,
+    bn_momentum: float = 0.99,
     name: str = "deepdog",
 ) -> keras.Model:
     """DeepDog: Conv 32 s2, 13 SeparableConv2D (BN + ELU each), global average pool, sigmoid.
 
     ``width`` multiplies every filter count (MobileNet's alpha; 1.0 = the 2018 net, about 2.15 M
     parameters). ``max_filters`` drops the layers whose nominal filter count exceeds it (a shorter
-    trunk for CPU training). RMSprop at ``learning_rate``.
+    trunk for CPU training). RMSprop at ``learning_rate``. ``bn_momentum`` is the BatchNorm
+    moving-average momentum (0.99 is Keras' default and the 2018 net's; a few hundred steps leave
+    the moving statistics biased towards their initial values, so short runs want 0.9).
 
     >>> m = deepdog((128, 128, 1), 1, width=0.25)  # doctest: +SKIP
     """
@@ -85,7 +88,7 @@ def deepdog(
     x = layers.Conv2D(
         _filters(32, width), 3, strides=2, padding="same", use_bias=False, name="conv0"
     )(x)
-    x = layers.BatchNormalization(name="conv0_bn")(x)
+    x = layers.BatchNormalization(momentum=bn_momentum, name="conv0_bn")(x)
     x = layers.Activation("elu", name="conv0_elu")(x)
     for i, (f, s) in enumerate(DEEPDOG_LAYERS, start=1):
         if max_filters is not None and f > max_filters:
@@ -93,7 +96,7 @@ def deepdog(
         x = layers.SeparableConv2D(
             _filters(f, width), 3, strides=s, padding="same", use_bias=False, name=f"sep{i}"
         )(x)
-        x = layers.BatchNormalization(name=f"sep{i}_bn")(x)
+        x = layers.BatchNormalization(momentum=bn_momentum, name=f"sep{i}_bn")(x)
         x = layers.Activation("elu", name=f"sep{i}_elu")(x)
     x = layers.GlobalAveragePooling2D(name="gap")(x)
     out = _head(x, output_number, dropout)

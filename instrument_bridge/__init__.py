@@ -1,10 +1,38 @@
-"""The instrument side of the live loop (numpy only: no TensorFlow on the instrument PC).
+"""The live loop: protocol, server, client, policy, safety gate and instrument adapters.
 
-So far: :func:`prepare_frame`, the levelling and 128x128 preparation the family was trained
-with, for raw height data from a controller. The ZeroMQ bridge, the tip-conditioning policy and
-the instrument adapters are the live-loop issue's work.
+The instrument side (client, loop, policy, protocol, adapters, simulated microscope) imports
+numpy and pyzmq only, so the instrument PC needs no TensorFlow; the server takes any voter and
+imports the family only when asked to (:func:`instrument_bridge.server.family_voter`).
 """
 
-from instrument_bridge.prepare import prepare_frame
+from instrument_bridge.instrument import (
+    Action,
+    ActionResult,
+    Instrument,
+    InstrumentTimeout,
+    SafeInstrument,
+    SafetyLimits,
+    SafetyViolation,
+    ScanResult,
+)
+from instrument_bridge.policy import PolicyConfig, TipPolicy
+from instrument_bridge.prepare import FrameError, prepare_frame
+from instrument_bridge.protocol import PROTOCOL_VERSION, Message, ProtocolError
 
-__all__ = ["prepare_frame"]
+__all__ = [
+    "PROTOCOL_VERSION",
+    "Action",
+    "ActionResult",
+    "FrameError",
+    "Instrument",
+    "InstrumentTimeout",
+    "Message",
+    "PolicyConfig",
+    "ProtocolError",
+    "SafeInstrument",
+    "SafetyLimits",
+    "SafetyViolation",
+    "ScanResult",
+    "TipPolicy",
+    "prepare_frame",
+]

@@ -19,7 +19,7 @@ from stm_sim.params import (
     sample_frame_params,
     sample_tip,
 )
-from stm_sim.render import export, render
+from stm_sim.render import export, render, render_height
 
 __all__ = [
     "CATEGORIES",
@@ -32,6 +32,7 @@ __all__ = [
     "export",
     "labels_from_params",
     "render",
+    "render_height",
     "sample_frame_params",
     "sample_tip",
 ]

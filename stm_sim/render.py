@@ -165,6 +165,18 @@ def render(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarra
     >>> render(sample_frame_params(rng), rng).shape
     (128, 128)
     """
+    img = render_height(fp, rng)
+    if fp.lines_done is not None and fp.lines_done < fp.size:
+        img[fp.lines_done :] = img[: fp.lines_done].mean()
+    return export(img)
+
+
+def render_height(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarray:
+    """The raw height map (float64, arbitrary units ~ Å) a controller would record.
+
+    No export: lines are not levelled and unscanned lines of a partial frame
+    (``fp.lines_done``) are NaN, as in a Nanonis ``Scan.FrameDataGrab`` mid-scan.
+    """
     rng = rng if rng is not None else np.random.default_rng(0)
     size = fp.size
     px = fp.fov / size
@@ -198,5 +210,6 @@ def render(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarra
     img = img[PAD : PAD + size, PAD : PAD + size]
     img = _scan_artefacts(img, fp, rng)
     if fp.lines_done is not None and fp.lines_done < size:
-        img[fp.lines_done :] = img[: fp.lines_done].mean()
-    return export(img)
+        img = img.copy()
+        img[fp.lines_done :] = np.nan
+    return img

@@ -1,0 +1,116 @@
+"""The instrument-side live loop: scan, ask the server for a verdict, carry out its decision.
+
+numpy + pyzmq only. Every failure is recorded and survived: an instrument that stops answering
+is reported to the server's log as an ``instrument_timeout`` error and the loop carries on with
+the next scan; actions pass through :class:`SafeInstrument` (limits, rate, dry run).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable
+
+from instrument_bridge.client import BridgeClient
+from instrument_bridge.instrument import Action, InstrumentTimeout, SafeInstrument
+
+
+@dataclasses.dataclass
+class LoopSummary:
+    scans: int = 0
+    actions: int = 0
+    actions_sent: int = 0
+    refused: int = 0
+    timeouts: int = 0
+    false_actions: int = 0  # actions taken while the tip was good (simulator truth)
+    scans_to_good: int | None = None  # first scan with a good tip after a bad one (truth)
+    actions_to_good: int | None = None
+    seconds_to_good: float | None = None
+    called_person: bool = False
+    decisions: dict = dataclasses.field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    def describe(self) -> str:
+        s = (
+            f"{self.scans} scans, {self.actions} actions ({self.actions_sent} sent, "
+            f"{self.refused} refused by the safety limits), {self.timeouts} instrument timeouts"
+        )
+        if self.scans_to_good is not None:
+            s += (
+                f"; good tip after {self.scans_to_good} scans and {self.actions_to_good} "
+                f"actions ({self.seconds_to_good / 60:.1f} instrument-minutes)"
+            )
+        if self.false_actions:
+            s += f"; {self.false_actions} actions while the tip was already good"
+        if self.called_person:
+            s += "; the policy gave up and called a person"
+        return s
+
+
+def run_loop(
+    safe: SafeInstrument,
+    client: BridgeClient,
+    *,
+    n_scans: int,
+    stop_after_good: int | None = None,
+    clock: Callable[[], float] | None = None,
+    on_verdict: Callable[[dict], None] | None = None,
+) -> LoopSummary:
+    """Run up to ``n_scans`` scans. With ``stop_after_good`` (simulator only), stop once that
+    many consecutive scans had a good tip (truth) after the policy stopped acting."""
+    out = LoopSummary()
+    clock = clock or (lambda: 0.0)
+    t0 = clock()
+    was_bad = False
+    good_run = 0
+    for _ in range(n_scans):
+        try:
+            scan = safe.scan()
+        except InstrumentTimeout as e:
+            out.timeouts += 1
+            client.report("error", {"code": "instrument_timeout", "message": str(e)})
+            continue
+        meta = scan.metadata()
+        if scan.truth is not None:
+            meta["truth"] = scan.truth
+        verdict = client.submit_scan(scan.z, **meta)
+        out.scans += 1
+        decision = verdict.body["decision"]
+        out.decisions[decision["state"]] = out.decisions.get(decision["state"], 0) + 1
+        if on_verdict is not None:
+            on_verdict(verdict.body)
+        good = None if scan.truth is None else bool(scan.truth["good"])
+        if good is False:
+            was_bad = True
+        if good and was_bad and out.scans_to_good is None:
+            out.scans_to_good, out.actions_to_good = out.scans, out.actions
+            out.seconds_to_good = clock() - t0
+        good_run = good_run + 1 if good else 0
+        if decision["state"] == "call_person":
+            out.called_person = True
+            break
+        if decision.get("action"):
+            action = Action.from_dict(decision["action"])
+            out.actions += 1
+            if good:
+                out.false_actions += 1
+            try:
+                res = safe.execute(action)
+            except InstrumentTimeout as e:
+                out.timeouts += 1
+                client.report("error", {"code": "instrument_timeout", "message": str(e)})
+                continue
+            out.actions_sent += int(res.sent)
+            out.refused += int(res.message.startswith("refused"))
+            client.report("action_result", res.to_dict(), parent=verdict.id)
+            if decision.get("move_after"):
+                try:
+                    safe.move_to_fresh_area()
+                except InstrumentTimeout as e:
+                    out.timeouts += 1
+                    client.report("error", {"code": "instrument_timeout", "message": str(e)})
+            good_run = 0
+        if stop_after_good and good_run >= stop_after_good and out.scans_to_good is not None:
+            break
+    return out

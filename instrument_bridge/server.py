@@ -1,0 +1,282 @@
+"""The bridge server: a family behind a ZeroMQ ROUTER socket, a policy per instrument, a log.
+
+Every message gets exactly one reply whose ``parent`` is the message's id: a scan gets a
+verdict (or an error), a heartbeat a heartbeat, an override or an action result an
+acknowledgement (heartbeat). A malformed message gets an ``error`` reply and the server keeps
+serving. Scans that arrive together are voted in one batch (one forward pass of the fused
+family). If more than ``max_queue`` scans are waiting, the newest are voted and the older ones
+are answered with an ``overloaded`` error and logged: none is dropped silently. A scan whose id
+was already voted (a client retrying after a lost reply) gets the same verdict again, not a
+second vote.
+
+The server itself imports no TensorFlow: it takes a ``voter`` callable
+``frames uint8 (N, 128, 128) -> (soft, hard, agreement)``; :func:`family_voter` makes one from
+a trained family.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import threading
+import time
+from collections import OrderedDict
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+import zmq
+
+from instrument_bridge.policy import PolicyConfig, TipPolicy
+from instrument_bridge.prepare import FrameError, prepare_frame
+from instrument_bridge.protocol import (
+    Message,
+    ProtocolError,
+    check_scan,
+    deserialize,
+    error_message,
+    serialize,
+)
+from instrument_bridge.session_log import SessionLog
+from stm_sim.params import CATEGORIES
+
+log = logging.getLogger("instrument_bridge.server")
+
+Voter = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
+
+
+def family_voter(family) -> Voter:
+    """A voter from a :class:`cnn_family.Family` (or the path of one): one fused call per batch."""
+    if isinstance(family, str | Path):
+        from cnn_family import Family
+
+        family = Family.load(family)
+
+    def vote(frames: np.ndarray):
+        v = family.vote(frames)
+        return v.soft, v.hard, v.agreement
+
+    return vote
+
+
+@dataclasses.dataclass(frozen=True)
+class CurveKeys:
+    """CURVE keys: the server's key pair and a folder of the clients' public keys it accepts."""
+
+    public: bytes
+    secret: bytes
+    clients_dir: str | None = None  # server side: authorised client public keys (*.key)
+
+
+class BridgeServer:
+    """Serve votes on ``endpoint`` until :meth:`stop`. Use :meth:`start` for a thread.
+
+    >>> srv = BridgeServer(voter, endpoint="tcp://127.0.0.1:5555")  # doctest: +SKIP
+    >>> srv.start(); ...; srv.stop()  # doctest: +SKIP
+    """
+
+    def __init__(
+        self,
+        voter: Voter,
+        *,
+        endpoint: str = "tcp://127.0.0.1:5555",
+        policy: PolicyConfig | None = None,
+        log_dir: str | Path | None = None,
+        max_queue: int = 16,
+        max_batch: int = 64,
+        curve: CurveKeys | None = None,
+        poll_ms: int = 50,
+        dedup: int = 20000,
+    ):
+        self.voter = voter
+        self.endpoint = endpoint
+        self.policy_config = policy or PolicyConfig()
+        self.policies: dict[str, TipPolicy] = {}
+        self.log = SessionLog(log_dir) if log_dir else None
+        self.max_queue, self.max_batch, self.poll_ms = max_queue, max_batch, poll_ms
+        self.curve = curve
+        self._replies: OrderedDict[str, list] = OrderedDict()
+        self._dedup = dedup
+        self._stop = threading.Event()
+        self._ready = threading.Event()
+        self._thread: threading.Thread | None = None
+        self.bound_endpoint: str | None = None
+        self.stats = {"scans": 0, "verdicts": 0, "errors": 0, "overloaded": 0, "repeats": 0}
+        self.inference_seconds = 0.0
+
+    # -- life cycle --------------------------------------------------------------------------
+    def start(self, timeout: float = 10.0) -> BridgeServer:
+        self._thread = threading.Thread(target=self.serve, name="bridge-server", daemon=True)
+        self._thread.start()
+        if not self._ready.wait(timeout):
+            raise TimeoutError(f"bridge server did not bind {self.endpoint} in {timeout} s")
+        if getattr(self, "_error", None):
+            raise self._error
+        return self
+
+    def stop(self, timeout: float = 10.0) -> None:
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+        if self.log is not None:
+            self.log.close()
+
+    def serve(self) -> None:
+        ctx = zmq.Context()
+        auth = None
+        sock = ctx.socket(zmq.ROUTER)
+        sock.setsockopt(zmq.LINGER, 0)
+        try:
+            if self.curve is not None:
+                from zmq.auth.thread import ThreadAuthenticator
+
+                auth = ThreadAuthenticator(ctx)
+                auth.start()
+                auth.configure_curve(domain="*", location=self.curve.clients_dir)
+                sock.curve_secretkey = self.curve.secret
+                sock.curve_publickey = self.curve.public
+                sock.curve_server = True
+            sock.bind(self.endpoint)
+            self.bound_endpoint = sock.getsockopt_string(zmq.LAST_ENDPOINT)
+        except Exception as e:  # surfaced by start()
+            self._error = e
+            self._ready.set()
+            sock.close(0)
+            ctx.term()
+            return
+        self._ready.set()
+        poller = zmq.Poller()
+        poller.register(sock, zmq.POLLIN)
+        try:
+            while not self._stop.is_set():
+                if not poller.poll(self.poll_ms):
+                    continue
+                batch = []
+                while len(batch) < 4 * self.max_batch:
+                    try:
+                        batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=False))
+                    except zmq.Again:
+                        break
+                for ident, reply in self.handle(batch):
+                    sock.send_multipart([ident, *serialize(reply)], copy=False)
+        finally:
+            sock.close(0)
+            if auth is not None:
+                auth.stop()
+            ctx.term()
+
+    # -- message handling (no sockets: testable directly) ------------------------------------
+    def _record(self, type_: str, **fields) -> None:
+        if self.log is not None:
+            self.log.record(type_, **fields)
+
+    def _policy(self, instrument: str) -> TipPolicy:
+        if instrument not in self.policies:
+            self.policies[instrument] = TipPolicy(self.policy_config)
+        return self.policies[instrument]
+
+    def _remember(self, msg_id: str, reply: Message) -> None:
+        self._replies[msg_id] = reply
+        while len(self._replies) > self._dedup:
+            self._replies.popitem(last=False)
+
+    def handle(self, batch: list[list]) -> list[tuple[bytes, Message]]:
+        """Multipart messages (routing id first) -> replies, in the order of the input."""
+        replies: list[tuple[bytes, Message] | None] = []
+        scans: list[tuple[int, bytes, Message, np.ndarray, np.ndarray]] = []
+        for parts in batch:
+            ident = bytes(memoryview(parts[0]))
+            try:
+                msg = deserialize(parts[1:])
+            except ProtocolError as e:
+                self.stats["errors"] += 1
+                self._record("error", code=e.code, message=str(e), where="server")
+                replies.append((ident, error_message(e.code, str(e))))
+                continue
+            if msg.id in self._replies:
+                self.stats["repeats"] += 1
+                replies.append((ident, self._replies[msg.id]))
+                continue
+            if msg.type == "scan":
+                try:
+                    z = check_scan(msg)
+                    frame = prepare_frame(z)
+                except (ProtocolError, FrameError) as e:
+                    code = getattr(e, "code", "bad_frame")
+                    self.stats["errors"] += 1
+                    self._record("error", code=code, message=str(e), parent=msg.id)
+                    replies.append((ident, error_message(code, str(e), parent=msg.id)))
+                    continue
+                scans.append((len(replies), ident, msg, frame, z))
+                replies.append(None)
+            elif msg.type == "override":
+                instrument = str(msg.body.get("instrument", "default"))
+                self._policy(instrument).set_manual(bool(msg.body["manual"]))
+                self._record("override", instrument=instrument, manual=bool(msg.body["manual"]))
+                replies.append((ident, msg.reply("heartbeat", {"ack": "override"})))
+            elif msg.type in ("action_result", "error", "action_request"):
+                self._record(msg.type, parent=msg.parent, id=msg.id, **msg.body)
+                reply = msg.reply("heartbeat", {"ack": msg.type})
+                self._remember(msg.id, reply)
+                replies.append((ident, reply))
+            elif msg.type == "heartbeat":
+                replies.append((ident, msg.reply("heartbeat", {"server_time": time.time()})))
+            else:
+                err = error_message("unexpected", f"the server does not take {msg.type!r}", msg.id)
+                replies.append((ident, err))
+        if scans:
+            for pos, ident, reply in self._vote(scans):
+                replies[pos] = (ident, reply)
+        return [r for r in replies if r is not None]
+
+    def _vote(self, scans):
+        out = []
+        # Newest first: the operator wants the current tip state, so under overload the
+        # oldest waiting scans are answered "overloaded" (and logged) instead of voted late.
+        if len(scans) > self.max_queue:
+            drop, scans = scans[: -self.max_queue], scans[-self.max_queue :]
+            for pos, ident, msg, _, _ in drop:
+                self.stats["overloaded"] += 1
+                text = f"{len(drop) + len(scans)} scans waiting, queue holds {self.max_queue}"
+                self._record("error", code="overloaded", message=text, parent=msg.id)
+                out.append((pos, ident, error_message("overloaded", text, parent=msg.id)))
+        for start in range(0, len(scans), self.max_batch):
+            chunk = scans[start : start + self.max_batch]
+            frames = np.stack([s[3] for s in chunk])
+            t0 = time.perf_counter()
+            soft, hard, agree = self.voter(frames)
+            dt = time.perf_counter() - t0
+            self.inference_seconds += dt
+            for j, (pos, ident, msg, frame, _) in enumerate(chunk):
+                instrument = str(msg.body.get("instrument", "default"))
+                v = {
+                    "soft": [round(float(p), 5) for p in soft[j]],
+                    "hard": [int(h) for h in hard[j]],
+                    "agreement": [round(float(a), 4) for a in agree[j]],
+                }
+                decision = self._policy(instrument).decide(v)
+                body = {
+                    "categories": list(CATEGORIES),
+                    **v,
+                    "decision": decision.to_dict(),
+                    "instrument": instrument,
+                    "inference_ms": round(1e3 * dt / len(chunk), 3),
+                }
+                reply = msg.reply("verdict", body)
+                self.stats["scans"] += 1
+                self.stats["verdicts"] += 1
+                if self.log is not None:
+                    row = self.log.add_frame(frame)
+                    self.log.record(
+                        "verdict",
+                        id=reply.id,
+                        parent=msg.id,
+                        scan={k: v for k, v in msg.body.items() if k != "truth"},
+                        frame=row,
+                        truth=msg.body.get("truth"),
+                        **{k: body[k] for k in ("categories", "soft", "hard", "agreement")},
+                        decision=body["decision"],
+                    )
+                self._remember(msg.id, reply)
+                out.append((pos, ident, reply))
+        return out

@@ -1,0 +1,252 @@
+"""Server and client over loopback ZeroMQ, with a stub voter (no TensorFlow here)."""
+
+import json
+import subprocess
+import sys
+import threading
+import time
+
+import numpy as np
+import pytest
+import zmq
+
+from instrument_bridge.client import BridgeClient, BridgeTimeout, RemoteError
+from instrument_bridge.instrument import SafeInstrument
+from instrument_bridge.live import run_live
+from instrument_bridge.loop import run_loop
+from instrument_bridge.protocol import Message, deserialize, scan_body, serialize
+from instrument_bridge.server import BridgeServer, CurveKeys
+from instrument_bridge.session_log import SessionLog, plot_timeline, read_frames, read_log
+from instrument_bridge.sim_microscope import SimulatedMicroscope
+
+
+def stub_voter(frames):
+    """Sharp frames (strong pixel-to-pixel contrast) vote Dimers, the others Bad/blurry."""
+    n = len(frames)
+    sharp = np.abs(np.diff(frames.astype(float), axis=2)).mean(axis=(1, 2)) > 12
+    soft = np.zeros((n, 6))
+    soft[:, 2], soft[:, 5] = sharp, ~sharp
+    return soft, (soft >= 0.5).astype(np.uint8), np.ones((n, 6))
+
+
+@pytest.fixture
+def server(tmp_path):
+    srv = BridgeServer(stub_voter, endpoint="tcp://127.0.0.1:*", log_dir=tmp_path / "log").start()
+    yield srv
+    srv.stop()
+
+
+def test_scan_gets_a_verdict_and_everything_is_logged(server, rng, tmp_path):
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        assert c.heartbeat() < 5
+        v = c.submit_scan(rng.normal(size=(256, 256)), size_nm=10.0, source="a.sxm")
+    assert v.type == "verdict"
+    assert len(v.body["soft"]) == 6 and set(v.body["hard"]) <= {0, 1}
+    assert v.body["decision"]["state"] in ("ok", "watching", "act")
+    server.stop()
+    recs = read_log(tmp_path / "log")
+    verdicts = [r for r in recs if r["type"] == "verdict"]
+    assert len(verdicts) == 1 and verdicts[0]["scan"]["source"] == "a.sxm"
+    assert read_frames(tmp_path / "log").shape == (1, 128, 128)
+
+
+def test_malformed_messages_get_error_replies_and_the_server_keeps_serving(server, rng):
+    ctx = zmq.Context.instance()
+    s = ctx.socket(zmq.DEALER)
+    s.setsockopt(zmq.LINGER, 0)
+    s.connect(server.bound_endpoint)
+    good_hdr = json.loads(bytes(serialize(Message("heartbeat"))[0]))
+    bad = [
+        [b"{not json"],
+        [json.dumps({**good_hdr, "v": 2}).encode()],
+        [json.dumps({**good_hdr, "type": "shutdown"}).encode()],
+        [
+            json.dumps(
+                {**good_hdr, "arrays": [{"name": "z", "dtype": "<f4", "shape": [4]}]}
+            ).encode(),
+            b"12",
+        ],
+        serialize(
+            Message(
+                "scan",
+                body=scan_body(size_nm=1, pixels=(4, 4)),
+                arrays={"z": np.full((4, 4), np.inf)},
+            )
+        ),
+        serialize(
+            Message("scan", body=scan_body(size_nm=1, pixels=(3,)), arrays={"z": np.zeros(3)})
+        ),
+        serialize(
+            Message(
+                "scan",
+                body=scan_body(size_nm=1, pixels=(4, 4)),
+                arrays={"z": np.full((4, 4), np.nan)},
+            )
+        ),
+        [b" " * 70000],
+    ]
+    codes = []
+    for frames in bad:
+        s.send_multipart(frames)
+        assert s.poll(5000)
+        reply = deserialize(s.recv_multipart())
+        assert reply.type == "error"
+        codes.append(reply.body["code"])
+    assert codes == [
+        "bad_json",
+        "version",
+        "unknown_type",
+        "bad_array",
+        "bad_array",
+        "bad_array",
+        "bad_frame",
+        "too_large",
+    ]
+    s.close()
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        assert c.submit_scan(rng.normal(size=(128, 128)), size_nm=3.7).type == "verdict"
+        with pytest.raises(RemoteError, match="finite"):
+            z = rng.normal(size=(64, 64))
+            z[3, 3] = np.inf
+            c.submit_scan(z, size_nm=3.7)
+    assert server.stats["errors"] == len(bad) + 1
+
+
+def test_a_resent_scan_gets_the_same_verdict_not_a_second_vote(server, rng):
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        z = rng.normal(size=(128, 128))
+        a = c.submit_scan(z, size_nm=3.7, msg_id="scan-0001")
+        b = c.submit_scan(z, size_nm=3.7, msg_id="scan-0001")
+    assert a.id == b.id and server.stats["verdicts"] == 1 and server.stats["repeats"] == 1
+
+
+def test_overload_votes_newest_and_logs_every_refusal(tmp_path, rng):
+    srv = BridgeServer(stub_voter, max_queue=4, log_dir=tmp_path / "log")
+    msgs = [
+        Message(
+            "scan",
+            body=scan_body(size_nm=3.7, pixels=(128, 128)),
+            arrays={"z": rng.normal(size=(128, 128))},
+        )
+        for _ in range(10)
+    ]
+    replies = srv.handle([[b"id", *serialize(m)] for m in msgs])
+    srv.log.close()
+    assert len(replies) == 10
+    kinds = [r.type for _, r in replies]
+    assert kinds == ["error"] * 6 + ["verdict"] * 4
+    assert [r.parent for _, r in replies] == [m.id for m in msgs]
+    recs = read_log(tmp_path / "log")
+    assert sum(r.get("code") == "overloaded" for r in recs) == 6
+    assert sum(r["type"] == "verdict" for r in recs) == 4
+
+
+def test_client_times_out_cleanly_when_no_server():
+    with BridgeClient("tcp://127.0.0.1:1", timeout_s=0.2, retries=1) as c:
+        t = time.monotonic()
+        with pytest.raises(BridgeTimeout) as e:
+            c.heartbeat()
+        assert isinstance(e.value, TimeoutError)
+        assert time.monotonic() - t < 3
+        assert c.reconnects == 2
+
+
+def test_server_restarted_mid_stream_loses_no_scan(tmp_path, rng):
+    srv = BridgeServer(stub_voter, endpoint="tcp://127.0.0.1:*").start()
+    endpoint = srv.bound_endpoint
+    got = []
+    with BridgeClient(endpoint, timeout_s=0.5, retries=20) as c:
+        for _i in range(3):
+            got.append(c.submit_scan(rng.normal(size=(128, 128)), size_nm=3.7).parent)
+        srv.stop()
+        holder = {}
+
+        def restart():
+            time.sleep(1.0)
+            holder["srv"] = BridgeServer(stub_voter, endpoint=endpoint).start()
+
+        th = threading.Thread(target=restart)
+        th.start()
+        for _i in range(3):
+            got.append(c.submit_scan(rng.normal(size=(128, 128)), size_nm=3.7).parent)
+        th.join()
+        assert c.reconnects >= 1
+    holder["srv"].stop()
+    assert len(got) == len(set(got)) == 6
+
+
+def test_curve_unknown_client_gets_nothing(tmp_path, rng):
+    from zmq.auth import create_certificates, load_certificate
+
+    keys = tmp_path / "keys"
+    allowed = tmp_path / "allowed"
+    keys.mkdir()
+    allowed.mkdir()
+    srv_pub, srv_sec = load_certificate(create_certificates(keys, "server")[1])
+    cli_pub, cli_sec = load_certificate(create_certificates(keys, "client")[1])
+    (allowed / "client.key").write_bytes((keys / "client.key").read_bytes())
+    other_pub, other_sec = load_certificate(create_certificates(keys, "intruder")[1])
+    srv = BridgeServer(
+        stub_voter,
+        endpoint="tcp://127.0.0.1:*",
+        curve=CurveKeys(public=srv_pub, secret=srv_sec, clients_dir=str(allowed)),
+    ).start()
+    try:
+        ok = {"server_public": srv_pub, "public": cli_pub, "secret": cli_sec}
+        with BridgeClient(srv.bound_endpoint, timeout_s=5, curve=ok) as c:
+            assert c.submit_scan(rng.normal(size=(128, 128)), size_nm=3.7).type == "verdict"
+        bad = {"server_public": srv_pub, "public": other_pub, "secret": other_sec}
+        with BridgeClient(srv.bound_endpoint, timeout_s=0.5, retries=1, curve=bad) as c:
+            with pytest.raises(BridgeTimeout):
+                c.submit_scan(rng.normal(size=(128, 128)), size_nm=3.7)
+        with BridgeClient(srv.bound_endpoint, timeout_s=0.5, retries=0) as c:  # no CURVE at all
+            with pytest.raises(BridgeTimeout):
+                c.heartbeat()
+    finally:
+        srv.stop()
+    assert srv.stats["verdicts"] == 1
+
+
+def test_instrument_side_imports_no_tensorflow():
+    code = (
+        "import sys, instrument_bridge, instrument_bridge.client, instrument_bridge.loop, "
+        "instrument_bridge.policy, instrument_bridge.protocol, instrument_bridge.sim_microscope, "
+        "instrument_bridge.instrument, instrument_bridge.prepare; "
+        "bad = [m for m in sys.modules if m.split('.')[0] in ('tensorflow', 'keras')]; "
+        "print(bad); sys.exit(1 if bad else 0)"
+    )
+    r = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stdout + r.stderr
+
+
+def test_loop_survives_a_stalled_instrument_and_logs_it(server, tmp_path):
+    m = SimulatedMicroscope(seed=0)
+    m.inject_stall(2)
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="sim") as c:
+        s = run_loop(SafeInstrument(m), c, n_scans=5, clock=m.clock)
+    assert s.timeouts == 2 and s.scans == 3
+    server.stop()
+    errs = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert [e["code"] for e in errs] == ["instrument_timeout"] * 2
+
+
+def test_live_dry_run_sends_no_action_but_logs_all(tmp_path):
+    out = tmp_path / "live"
+    s = run_live(voter=stub_voter, n_scans=25, dry_run=True, log_dir=out, seed=1)
+    assert s.scans == 25 and s.actions > 0 and s.actions_sent == 0
+    recs = read_log(out)
+    results = [r for r in recs if r["type"] == "action_result"]
+    assert len(results) == s.actions and all(r["dry_run"] and not r["sent"] for r in results)
+    assert (out / "timeline.png").stat().st_size > 10_000
+    assert json.loads((out / "summary.json").read_text())["dry_run"] is True
+
+
+def test_session_log_skips_a_torn_last_line(tmp_path):
+    with SessionLog(tmp_path) as log:
+        log.record("verdict", categories=["a"], soft=[0.5], decision={})
+        log.record("error", code="x", message="y")
+    with open(tmp_path / "records.jsonl", "a") as f:
+        f.write('{"seq": 2, "type": "verd')
+    recs = read_log(tmp_path)
+    assert [r["type"] for r in recs] == ["verdict", "error"]
+    assert plot_timeline(tmp_path).exists()
