@@ -3,6 +3,8 @@
     python main_evaluate_guess.py                                  # shipped family, simulated frames
     python main_evaluate_guess.py --data frames.h5 --report out.json   # evaluate (labelled rows)
     python main_evaluate_guess.py --data scans/ --guess            # guess labels for a PNG folder
+    python main_evaluate_guess.py --live sim --scans 60            # the live loop, simulated STM
+    python main_evaluate_guess.py --live nanonis:192.168.1.5:6501  # a real controller (dry run)
 
 --data takes the project's HDF5 format, a 2018 .mat/.npz/.h5, a .npy array (N,128,128), one
 image or a folder of images. Plots and votes go to --out-dir.
@@ -30,7 +32,38 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
+    live = ap.add_argument_group("live loop")
+    live.add_argument(
+        "--live",
+        metavar="INSTRUMENT",
+        help="run the live loop: sim, fake-nanonis or nanonis:HOST:PORT",
+    )
+    live.add_argument("--scans", type=int, default=60, help="scans to run (default 60)")
+    live.add_argument("--policy", choices=["default", "naive", "none"], default="default")
+    live.add_argument("--consecutive-bad", type=int, default=None, help="bad scans before acting")
+    live.add_argument("--dry-run", action="store_true", help="log actions, send none")
+    live.add_argument(
+        "--arm",
+        action="store_true",
+        help="send actions to a real controller (without it, nanonis:... runs as a dry run)",
+    )
+    live.add_argument("--log-dir", default="runs/live", help="session log folder")
     args = ap.parse_args(argv)
+
+    if args.live:
+        from evaluation.cli import DEFAULT_FAMILY
+        from instrument_bridge.live import live_main
+
+        return live_main(
+            family=args.family or DEFAULT_FAMILY,
+            instrument=args.live,
+            n_scans=args.scans,
+            policy=args.policy,
+            consecutive_bad=args.consecutive_bad,
+            dry_run=args.dry_run or (args.live.startswith("nanonis:") and not args.arm),
+            log_dir=args.log_dir,
+            seed=args.seed,
+        )
 
     from evaluation.cli import DEFAULT_FAMILY, run_evaluate_guess
 

@@ -9,6 +9,7 @@ summary and writes the session log and its timeline plot.
 
 from __future__ import annotations
 
+import contextlib
 import json
 from pathlib import Path
 
@@ -20,18 +21,31 @@ from instrument_bridge.server import BridgeServer, Voter, family_voter
 from instrument_bridge.session_log import plot_timeline
 
 
-def make_instrument(spec: str, *, seed: int = 0, start_state: str | None = "blunt"):
-    """``sim`` -> a simulated microscope; ``nanonis:HOST:PORT`` -> the Nanonis TCP adapter."""
+def make_instrument(spec: str, *, seed: int = 0, start_state: str | None = "blunt", stack=None):
+    """``sim`` -> a simulated microscope; ``fake-nanonis`` -> the Nanonis adapter talking to a
+    fake controller (started on a free port, closed by ``stack``); ``nanonis:HOST:PORT`` -> the
+    Nanonis adapter for a real controller."""
     if spec == "sim":
         from instrument_bridge.sim_microscope import SimulatedMicroscope, TipDynamics
 
         return SimulatedMicroscope(seed=seed, dynamics=TipDynamics(start_state=start_state))
+    if spec == "fake-nanonis":
+        from instrument_bridge.nanonis import NanonisInstrument
+        from instrument_bridge.nanonis_fake import FakeNanonisServer
+
+        if stack is None:
+            raise ValueError("fake-nanonis: expected an ExitStack to own the fake controller")
+        fake = stack.enter_context(FakeNanonisServer(seed=seed, start_state=start_state))
+        return NanonisInstrument("127.0.0.1", fake.port)
     if spec.startswith("nanonis:"):
         from instrument_bridge.nanonis import NanonisInstrument
 
-        _, host, port = spec.split(":")
-        return NanonisInstrument(host, int(port))
-    raise ValueError(f"--live: expected 'sim' or 'nanonis:HOST:PORT', got {spec!r}")
+        try:
+            _, host, port = spec.split(":")
+            return NanonisInstrument(host, int(port))
+        except ValueError:
+            raise ValueError(f"--live: expected nanonis:HOST:PORT, got {spec!r}") from None
+    raise ValueError(f"--live: expected 'sim', 'fake-nanonis' or 'nanonis:HOST:PORT', got {spec!r}")
 
 
 def run_live(
@@ -55,20 +69,56 @@ def run_live(
             raise ValueError("run_live: expected a family folder or a voter, got neither")
         voter = family_voter(family)
     log_dir = Path(log_dir)
-    server = BridgeServer(voter, endpoint=endpoint, policy=policy, log_dir=log_dir).start()
-    inst = make_instrument(instrument, seed=seed)
-    clock = getattr(inst, "clock", None)
-    safe = SafeInstrument(inst, limits=limits, dry_run=dry_run, clock=clock)
-    try:
+    with contextlib.ExitStack() as stack:
+        inst = make_instrument(instrument, seed=seed, stack=stack)
+        server = BridgeServer(voter, endpoint=endpoint, policy=policy, log_dir=log_dir).start()
+        stack.callback(server.stop)
+        clock = getattr(inst, "clock", None)
+        safe = SafeInstrument(inst, limits=limits, dry_run=dry_run, clock=clock)
         with BridgeClient(server.bound_endpoint, timeout_s=30.0, instrument=instrument) as client:
             summary = run_loop(
                 safe, client, n_scans=n_scans, stop_after_good=stop_after_good, clock=clock
             )
-    finally:
-        server.stop()
     (log_dir / "summary.json").write_text(
         json.dumps({**summary.to_dict(), "server": server.stats, "dry_run": dry_run}, indent=1)
     )
     if plot:
         plot_timeline(log_dir)
     return summary
+
+
+def live_main(
+    *,
+    family: str | Path,
+    instrument: str,
+    n_scans: int,
+    policy: str = "default",
+    consecutive_bad: int | None = None,
+    dry_run: bool = False,
+    log_dir: str | Path = "runs/live",
+    seed: int = 0,
+) -> int:
+    """The ``--live`` command: run the loop, print the summary and where the log is."""
+    import dataclasses
+
+    cfg = {"default": PolicyConfig(), "naive": PolicyConfig.naive(), "none": PolicyConfig.none()}[
+        policy
+    ]
+    if consecutive_bad is not None:
+        cfg = dataclasses.replace(cfg, consecutive_bad=consecutive_bad)
+    print(
+        f"live loop: {instrument}, family {family}, policy {policy}"
+        + (" (DRY RUN: actions are logged, none is sent)" if dry_run else "")
+    )
+    s = run_live(
+        family=family,
+        instrument=instrument,
+        n_scans=n_scans,
+        seed=seed,
+        dry_run=dry_run,
+        log_dir=log_dir,
+        policy=cfg,
+    )
+    print(s.describe())
+    print(f"session log: {log_dir}/records.jsonl, frames.h5; timeline: {log_dir}/timeline.png")
+    return 0

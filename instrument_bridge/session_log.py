@@ -164,7 +164,7 @@ def plot_timeline(folder: str | Path, out: str | Path | None = None) -> Path:
     ax.set_ylim(0, 1.0)
     ax.set_xlabel("scan")
     ax.set_ylabel("soft vote (mean member probability)")
-    ax.set_title(f"Live session {Path(folder).name}: {len(verdicts)} scans", pad=28)
+    ax.set_title(f"Live session {Path(folder).name}: {len(verdicts)} scans", pad=52)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
     fig.tight_layout()
     fig.savefig(out)
