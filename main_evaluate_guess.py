@@ -36,7 +36,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     live.add_argument(
         "--live",
         metavar="INSTRUMENT",
-        help="run the live loop: sim, fake-nanonis or nanonis:HOST:PORT",
+        help="run the live loop: sim, fake-nanonis, nanonis:HOST:PORT or watch:FOLDER",
     )
     live.add_argument("--scans", type=int, default=60, help="scans to run (default 60)")
     live.add_argument("--policy", choices=["default", "naive", "none"], default="default")
@@ -60,7 +60,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             n_scans=args.scans,
             policy=args.policy,
             consecutive_bad=args.consecutive_bad,
-            dry_run=args.dry_run or (args.live.startswith("nanonis:") and not args.arm),
+            dry_run=args.dry_run or (args.live.startswith(("nanonis:", "watch:")) and not args.arm),
             log_dir=args.log_dir,
             seed=args.seed,
         )

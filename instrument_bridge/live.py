@@ -37,6 +37,10 @@ def make_instrument(spec: str, *, seed: int = 0, start_state: str | None = "blun
             raise ValueError("fake-nanonis: expected an ExitStack to own the fake controller")
         fake = stack.enter_context(FakeNanonisServer(seed=seed, start_state=start_state))
         return NanonisInstrument("127.0.0.1", fake.port)
+    if spec.startswith("watch:"):
+        from instrument_bridge.watcher import FolderWatcher
+
+        return FolderWatcher(spec[len("watch:") :])
     if spec.startswith("nanonis:"):
         from instrument_bridge.nanonis import NanonisInstrument
 

@@ -1,0 +1,123 @@
+"""Scan-file readers and the folder watcher."""
+
+import shutil
+import threading
+import time
+
+import numpy as np
+import pytest
+from conftest import SHARED
+
+from instrument_bridge.instrument import InstrumentTimeout
+from instrument_bridge.prepare import prepare_frame
+from instrument_bridge.readers import ScanFileError, read_scan
+from instrument_bridge.watcher import FolderWatcher
+
+FILES = SHARED / "data" / "instrument_files"
+needs_files = pytest.mark.skipif(
+    not FILES.exists(), reason=f"real instrument files not found at {FILES} (../shared checkout)"
+)
+
+
+def write_sxm(path, z, *, size_m=3.7e-9, direction="down"):
+    """A minimal Nanonis .sxm (header, :SCANIT_END:, 0x1A 0x04, big-endian float32 Z fwd/bwd)."""
+    rows, cols = z.shape
+    head = (
+        ":NANONIS_VERSION:\n2\n:SCAN_PIXELS:\n"
+        f"       {cols}       {rows}\n:SCAN_RANGE:\n           {size_m:E}           {size_m:E}\n"
+        f":SCAN_DIR:\n{direction}\n:BIAS:\n            -2.000E+0\n"
+        ":DATA_INFO:\n\tChannel\tName\tUnit\tDirection\tCalibration\tOffset\n"
+        "\t14\tZ\tm\tboth\t1.000E+0\t0.000E+0\n\n:SCANIT_END:\n\n\n"
+    )
+    data = np.concatenate([z.ravel(), z[:, ::-1].ravel()]).astype(">f4").tobytes()
+    path.write_bytes(head.encode("latin-1") + b"\x1a\x04" + data)
+
+
+def test_sxm_round_trip_and_partial_frames(tmp_path, rng):
+    z = rng.normal(size=(64, 64))
+    z[40:] = np.nan
+    write_sxm(tmp_path / "a.sxm", z)
+    s = read_scan(tmp_path / "a.sxm")
+    np.testing.assert_allclose(s.z[:40], z[:40], rtol=1e-6)
+    assert s.lines_done == 40 and s.size_nm == pytest.approx(3.7) and s.bias_v == -2.0
+    write_sxm(tmp_path / "up.sxm", z[:40], direction="up")  # only the scanned lines saved
+    u = read_scan(tmp_path / "up.sxm")
+    assert u.z.shape == (64, 64) and u.lines_done == 40
+    np.testing.assert_allclose(u.z[24:], z[:40][::-1], rtol=1e-6)
+
+
+def test_bad_files_say_what_was_expected(tmp_path):
+    (tmp_path / "x.sxm").write_bytes(b"garbage")
+    with pytest.raises(ScanFileError, match="SCANIT_END"):
+        read_scan(tmp_path / "x.sxm")
+    (tmp_path / "x.dat").write_bytes(b"[Parameter]\nNum.X / Num.X=4\nDATA" + b"notzlib")
+    with pytest.raises(ScanFileError):
+        read_scan(tmp_path / "x.dat")
+    (tmp_path / "x.tif").write_bytes(b"")
+    with pytest.raises(ScanFileError, match="expected one of"):
+        read_scan(tmp_path / "x.tif")
+    with pytest.raises(FileNotFoundError):
+        read_scan(tmp_path / "missing.sxm")
+
+
+@needs_files
+@pytest.mark.parametrize(
+    "name, shape, lines_done",
+    [
+        ("pyspm_test.sxm", (256, 256), None),
+        ("spmqt_sxm_moire_10nm.sxm", (160, 160), None),
+        ("spmqt_A250320.191933.sxm", (512, 512), 60),
+        ("spmqt_A250407.141806.sxm", (256, 256), 9),
+        ("spmqt_A250407.141806.dat", (256, 255), 9),
+        ("spmqt_createc_scan_atomic_11nm.dat", (512, 511), None),
+        ("spmqt_createc_scan_step_20nm.dat", (512, 511), 330),
+        ("spym_dI-dV_9K_ABC6_2020_07_02_08_50_47_967.sm4", (256, 256), None),
+        ("gwyfile_test.gwy", (128, 128), None),
+    ],
+)
+def test_real_instrument_files(name, shape, lines_done):
+    s = read_scan(FILES / name)
+    assert s.z.shape == shape and s.lines_done == lines_done
+    assert np.isfinite(s.z[: lines_done or None]).all()
+    frame = prepare_frame(s.z)
+    assert frame.shape == (128, 128) and frame.dtype == np.uint8 and frame.std() > 5
+
+
+@needs_files
+def test_same_scan_as_sxm_and_dat_agree():
+    a = read_scan(FILES / "spmqt_A250407.141806.sxm")
+    b = read_scan(FILES / "spmqt_A250407.141806.dat")
+    assert a.lines_done == b.lines_done == 9
+    assert a.size_nm == pytest.approx(b.size_nm, rel=1e-3)
+
+
+def test_watcher_returns_new_complete_files_and_skips_partial_ones(tmp_path, rng):
+    write_sxm(tmp_path / "old.sxm", rng.normal(size=(32, 32)))
+    w = FolderWatcher(tmp_path, poll_s=0.05)
+    with pytest.raises(InstrumentTimeout):
+        w.scan(timeout=0.2)  # the file that was there before is not new
+    z = rng.normal(size=(32, 32))
+    z[4:] = np.nan
+    write_sxm(tmp_path / "b_partial.sxm", z)
+
+    def later():
+        time.sleep(0.3)
+        write_sxm(tmp_path / "c_new.sxm", rng.normal(size=(32, 32)))
+
+    th = threading.Thread(target=later)
+    th.start()
+    s = w.scan(timeout=10)
+    th.join()
+    assert s.source.endswith("c_new.sxm")
+    assert [n.split("/")[-1] for n, _ in w.skipped] == ["b_partial.sxm"]
+    assert "partial: 4 of 32" in w.skipped[0][1]
+    assert w.pulse(4, 200).startswith("not sent")
+
+
+@needs_files
+def test_watcher_over_real_files(tmp_path):
+    w = FolderWatcher(tmp_path, poll_s=0.05)
+    for f in ("pyspm_test.sxm", "spmqt_createc_scan_atomic_11nm.dat"):
+        shutil.copy(FILES / f, tmp_path / f)
+    got = {w.scan(timeout=5).source.split("/")[-1] for _ in range(2)}
+    assert got == {"pyspm_test.sxm", "spmqt_createc_scan_atomic_11nm.dat"}
