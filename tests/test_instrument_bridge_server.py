@@ -250,3 +250,23 @@ def test_session_log_skips_a_torn_last_line(tmp_path):
     recs = read_log(tmp_path)
     assert [r["type"] for r in recs] == ["verdict", "error"]
     assert plot_timeline(tmp_path).exists()
+
+
+def test_manual_override_through_the_server(server, rng):
+    from instrument_bridge.policy import PolicyConfig
+
+    server.policy_config = PolicyConfig(consecutive_bad=1, ema_alpha=1.0)
+    flat = np.zeros((128, 128))  # blurry for the stub voter
+    flat[::2] = 1e-3
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="stm1") as c:
+        c.override(True)
+        assert c.submit_scan(flat, size_nm=3.7).body["decision"]["state"] == "manual"
+        c.override(False)
+        assert c.submit_scan(flat, size_nm=3.7).body["decision"]["state"] == "act"
+
+
+def test_live_loop_through_the_fake_nanonis_controller(tmp_path):
+    s = run_live(voter=stub_voter, instrument="fake-nanonis", n_scans=8, log_dir=tmp_path, seed=2)
+    assert s.scans == 8
+    verdicts = [r for r in read_log(tmp_path) if r["type"] == "verdict"]
+    assert len(verdicts) == 8 and verdicts[0]["scan"]["source"].endswith(".sxm")

@@ -100,3 +100,16 @@ def test_shipped_family_report_on_real_frames(tmp_path):
     r = json.loads(rep.read_text())
     assert r["n"] > 50 and r["n_skipped_unlabelled"] > 0
     assert 0.0 <= r["macro_roc_auc"] <= 1.0
+
+
+def test_main_evaluate_guess_live_on_the_simulated_microscope(tmp_path, capsys, tiny_family_dir):
+    log = tmp_path / "live"
+    rc = main_evaluate_guess.main(
+        ["--live", "sim", "--scans", "6", "--family", str(tiny_family_dir), "--log-dir", str(log)]
+    )
+    assert rc == 0
+    out = capsys.readouterr().out
+    assert "6 scans" in out and "session log" in out
+    summary = json.loads((log / "summary.json").read_text())
+    assert summary["scans"] == 6 and summary["server"]["verdicts"] == 6
+    assert (log / "timeline.png").exists() and (log / "frames.h5").exists()
