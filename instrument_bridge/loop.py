@@ -60,6 +60,7 @@ def run_loop(
     """Run up to ``n_scans`` scans. With ``stop_after_good`` (simulator only), stop once that
     many consecutive scans had a good tip (truth) after the policy stopped acting."""
     out = LoopSummary()
+    client.heartbeat()  # fail early (BridgeTimeout) if no server answers
     clock = clock or (lambda: 0.0)
     t0 = clock()
     was_bad = False
