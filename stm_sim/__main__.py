@@ -19,13 +19,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     mk.add_argument("--seed", type=int, default=0)
     mk.add_argument("--size", type=int, default=128)
     mk.add_argument("--session-length", type=int, default=100, help="mean frames per session")
+    mk.add_argument(
+        "--workers", type=int, default=None, help="processes (default: all cores from 2,000 frames)"
+    )
     args = ap.parse_args(argv)
 
     from stm_sim.dataset import make_frameset
     from training.data import save_frames
 
     t = time.perf_counter()
-    fs = make_frameset(args.n, seed=args.seed, size=args.size, progress=True)
+    fs = make_frameset(
+        args.n,
+        seed=args.seed,
+        size=args.size,
+        session_length=args.session_length,
+        progress=True,
+        workers=args.workers,
+    )
     dt = time.perf_counter() - t
     save_frames(fs, args.out, attrs={"source": f"stm_sim seed {args.seed}"})
     print(

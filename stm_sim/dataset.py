@@ -9,6 +9,8 @@ real ones are, and session-grouped splits stay meaningful.
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 
 from stm_sim.params import (
@@ -51,45 +53,111 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128):
         yield render(fp, rng), labels_from_params(fp), fp
 
 
+def _one_blas_thread() -> None:
+    # Worker processes must not each start a multi-threaded BLAS: on 2 cores two workers with
+    # 2 BLAS threads each run slower than one process. threadpoolctl comes with scikit-learn;
+    # without it the workers simply run as they are.
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(1)
+    except ImportError:
+        pass
+
+
+def _render_session(job: tuple[int, int, int, int]) -> tuple[np.ndarray, np.ndarray]:
+    seed, s, length, size = job
+    rng = np.random.default_rng([seed, s])  # each session its own stream: any worker count
+    images = np.empty((length, size, size), np.uint8)
+    labels = np.empty((length, len(CATEGORIES)), np.float32)
+    for k, (frame, lab, _) in enumerate(simulate_session(length, rng, size=size)):
+        images[k], labels[k] = frame, lab
+    return images, labels
+
+
 def make_arrays(
-    n: int, *, seed: int = 0, size: int = 128, session_length: int = 100, progress: bool = False
+    n: int,
+    *,
+    seed: int = 0,
+    size: int = 128,
+    session_length: int = 100,
+    progress: bool = False,
+    workers: int | None = None,
 ) -> dict[str, np.ndarray]:
-    """``n`` frames in sessions of about ``session_length``: arrays of the project's format."""
+    """``n`` frames in sessions of about ``session_length``: arrays of the project's format.
+
+    Sessions are rendered in ``workers`` processes (default: all cores for 2,000 frames or
+    more, else one); the result does not depend on the number of workers.
+    """
     if n < 1:
         raise ValueError(f"n: expected a positive number of frames, got {n}")
-    rng = np.random.default_rng(seed)
+    plan = np.random.default_rng(seed)
+    lengths = []
+    while sum(lengths) < n:
+        lengths.append(int(min(n - sum(lengths), max(5, plan.poisson(session_length)))))
+    jobs = [(seed, s, length, size) for s, length in enumerate(lengths)]
+    if workers is None:
+        workers = (os.cpu_count() or 1) if n >= 2000 else 1
     images = np.empty((n, size, size), np.uint8)
     labels = np.empty((n, len(CATEGORIES)), np.float32)
-    sessions = np.empty(n, dtype=object)
-    names = np.empty(n, dtype=object)
-    i, s = 0, 0
+    sessions, names = [], []
     bar = None
     if progress:
         from tqdm import tqdm
 
         bar = tqdm(total=n, desc="simulating", unit="frame")
-    while i < n:
-        length = int(min(n - i, max(5, rng.poisson(session_length))))
-        sid = f"sim{seed}-{s:04d}"
-        for k, (frame, lab, _) in enumerate(simulate_session(length, rng, size=size)):
-            images[i], labels[i] = frame, lab
-            sessions[i], names[i] = sid, f"{sid}_{k:04d}"
-            i += 1
+    pool = None
+    if workers > 1 and len(jobs) > 1:
+        import multiprocessing as mp
+
+        ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else mp.get_context()
+        pool = ctx.Pool(workers, initializer=_one_blas_thread)
+        results = pool.imap(_render_session, jobs)
+    else:
+        results = map(_render_session, jobs)
+    i = 0
+    try:
+        for (seed_, s, length, _), (imgs, labs) in zip(jobs, results, strict=True):
+            images[i : i + length], labels[i : i + length] = imgs, labs
+            sid = f"sim{seed_}-{s:04d}"
+            sessions += [sid] * length
+            names += [f"{sid}_{k:04d}" for k in range(length)]
+            i += length
+            if bar is not None:
+                bar.update(length)
+    finally:
+        if pool is not None:
+            pool.close()
+            pool.join()
         if bar is not None:
-            bar.update(length)
-        s += 1
-    if bar is not None:
-        bar.close()
+            bar.close()
     return {
         "images": images,
         "mean_scores": labels,
-        "sessions": sessions.astype(str),
-        "names": names.astype(str),
+        "sessions": np.array(sessions, dtype=str),
+        "names": np.array(names, dtype=str),
     }
 
 
-def make_frameset(n: int, *, seed: int = 0, size: int = 128, progress: bool = False):
+def make_frameset(
+    n: int,
+    *,
+    seed: int = 0,
+    size: int = 128,
+    session_length: int = 100,
+    progress: bool = False,
+    workers: int | None = None,
+):
     """A :class:`training.data.FrameSet` of simulated frames (hard labels as crowd means)."""
     from training.data import FrameSet
 
-    return FrameSet(**make_arrays(n, seed=seed, size=size, progress=progress))
+    return FrameSet(
+        **make_arrays(
+            n,
+            seed=seed,
+            size=size,
+            session_length=session_length,
+            progress=progress,
+            workers=workers,
+        )
+    )

@@ -13,8 +13,14 @@ Physics, calibrated on the Nottingham frames (DESIGN §1.3):
   crashed (clipped) regions;
 * the export of the real pipeline: per-line mean subtraction, per-frame min-max, 8 bit.
 
-The lattice is a sum of Gaussians on a rectangular grid, which factorises into two 1-D periodic
-trains, so a frame costs a handful of vectorised array operations plus two FFTs.
+Speed: the lattice is periodic and the tip acts linearly, so the tip-blurred lattice is a
+Fourier series: each reciprocal-lattice vector G of the dimer supercell carries the lattice's
+coefficient times the tip's transfer function T(G). A plane wave is separable in the pixel
+axes, exp(i(kx x + ky y)) = exp(i ky y) exp(i kx x), and so is drift (the shear and creep move
+x by an amount that depends on y only), so a whole frame is one small complex matrix product
+(rows x G) @ (G x columns), with only the harmonics the tip lets through. Defects are
+Gaussians blurred by a Gaussian apex: again Gaussians, again separable (an elongated apex is
+taken as round for them). 1/f noise is cut from a fixed bank of precomputed fields.
 """
 
 from __future__ import annotations
@@ -28,91 +34,215 @@ DIMER_PITCH = 3.84  # Å, between dimers along a row
 LOBE_SEPARATION = 3.2  # Å, apparent, across the row
 LOBE_SIGMA = 0.55  # Å, intrinsic width of one lobe
 STEP_HEIGHT = 1.36  # Å, single atomic layer of Si(100)
-PAD = 24  # px rendered beyond each edge so the tip kernel does not wrap around
+BACKBONE = 0.6  # height of the broad row ridge (rows read as ridges where the lobes blur)
+BACKBONE_SIGMA = 2.0  # Å
+# Supercell: two dimers along the row, two rows across (holds c(4x2) and p(2x2) buckling).
+CELL_P, CELL_Q = 2 * DIMER_PITCH, 2 * ROW_PERIOD
+M_MAX, N_MAX = 6, 18  # harmonics along / across rows before the tip's cut-off
+KEEP = 1e-4  # harmonics whose amplitude (relative to the largest) is below this are dropped
 
 
-def _train(u: np.ndarray, period: float, sigma: float) -> np.ndarray:
-    """Periodic Gaussian train at ``u`` (nearest lattice point only; sigma << period)."""
-    d = np.mod(u + period / 2, period) - period / 2
-    return np.exp(-0.5 * (d / sigma) ** 2)
-
-
-def _alternating(u: np.ndarray, period: float, sigma: float) -> np.ndarray:
-    """Like _train, but the sign alternates from one lattice point to the next."""
-    k = np.floor(u / period + 0.5)
-    sign = 1.0 - 2.0 * np.mod(k, 2)
-    return sign * _train(u, period, sigma)
-
-
-def _lattice(
-    p: np.ndarray, q: np.ndarray, buckling: float, pattern: str, phase: tuple
-) -> np.ndarray:
-    """Height of the dimer lattice at row coordinate p (along rows) and q (across), in Å units."""
-    p = p + phase[0]
-    q = q + phase[1]
+def _lattice_coefficients(buckling: float, pattern: str):
+    """Fourier coefficients of the supercell: harmonic indices (m along rows, n across) and
+    complex coefficients, one of each +-G pair (the image is real), doubled."""
+    m = np.arange(-M_MAX, M_MAX + 1)
+    n = np.arange(-N_MAX, N_MAX + 1)
+    gp = 2 * np.pi * m[:, None] / CELL_P * np.ones((1, len(n)))
+    gq = 2 * np.pi * n[None, :] / CELL_Q * np.ones((len(m), 1))
     half = LOBE_SEPARATION / 2
-    along = _train(p, DIMER_PITCH, LOBE_SIGMA * 1.6)
-    lobe_a = _train(q - half, ROW_PERIOD, LOBE_SIGMA)
-    lobe_b = _train(q + half, ROW_PERIOD, LOBE_SIGMA)
-    h = along * (lobe_a + lobe_b)
-    if buckling:
-        alt_p = _alternating(p, DIMER_PITCH, LOBE_SIGMA * 1.6)
-        if pattern == "c4x2":
-            diff = _alternating(q - half, ROW_PERIOD, LOBE_SIGMA) - _alternating(
-                q + half, ROW_PERIOD, LOBE_SIGMA
-            )
-        else:  # p(2x2): every row in phase
-            diff = lobe_a - lobe_b
-        h = h + buckling * alt_p * diff
-    # A broad row backbone: rows read as ridges even where the lobes blur away.
-    h = h + 0.6 * _train(q, ROW_PERIOD, 2.0)
-    return h
+    sp, sq = LOBE_SIGMA * 1.6, LOBE_SIGMA
+    area = CELL_P * CELL_Q
+    lobe_shape = 2 * np.pi * sp * sq / area * np.exp(-0.5 * ((gp * sp) ** 2 + (gq * sq) ** 2))
+    c = np.zeros(gp.shape, np.complex128)
+    for a in (0, 1):  # dimer along the row
+        for b in (0, 1):  # row
+            for side in (-1, 1):  # lobe
+                if pattern == "c4x2":
+                    w = 1 + buckling * side * (-1) ** (a + b)
+                else:  # p(2x2): every row in phase
+                    w = 1 + buckling * side * (-1) ** a
+                pj, qj = a * DIMER_PITCH, b * ROW_PERIOD + side * half
+                c += w * lobe_shape * np.exp(-1j * (gp * pj + gq * qj))
+    ridge = np.sqrt(2 * np.pi) * BACKBONE_SIGMA / CELL_Q * np.exp(-0.5 * (gq * BACKBONE_SIGMA) ** 2)
+    c += np.where(gp == 0, BACKBONE * ridge * (1 + np.exp(-1j * gq * ROW_PERIOD)), 0.0)
+    mm, nn = np.meshgrid(m, n, indexing="ij")
+    half_plane = (mm > 0) | ((mm == 0) & (nn >= 0))
+    weight = np.where((mm == 0) & (nn == 0), 1.0, 2.0)
+    keep = half_plane & (np.abs(c) > 1e-12)
+    return mm[keep], nn[keep], (c * weight)[keep]
 
 
-def _tip_kernel_ft(t: TipParams, n: int, px: float) -> np.ndarray:
-    """Fourier transform of the tip kernel on an n x n grid of pixel size ``px`` Å."""
-    f = np.fft.fftfreq(n, d=px)
-    fy, fx = np.meshgrid(f, np.fft.rfftfreq(n, d=px), indexing="ij")
+_COEFF_CACHE: dict = {}
+
+
+def _coefficients(buckling: float, pattern: str):
+    key = (round(buckling, 3), pattern if buckling else "c4x2")
+    if key not in _COEFF_CACHE:
+        if len(_COEFF_CACHE) > 4096:
+            _COEFF_CACHE.clear()
+        _COEFF_CACHE[key] = _lattice_coefficients(*key)
+    return _COEFF_CACHE[key]
+
+
+def _tip_transfer(t: TipParams, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
+    """The tip's transfer function at image-frame wave vectors (rad/Å)."""
     th = np.deg2rad(t.elongation_angle)
-    fa = fx * np.cos(th) + fy * np.sin(th)
-    fb = -fx * np.sin(th) + fy * np.cos(th)
+    ka = kx * np.cos(th) + ky * np.sin(th)
+    kb = -kx * np.sin(th) + ky * np.cos(th)
     sa, sb = t.sigma * t.elongation, t.sigma
-    gauss = np.exp(-2 * np.pi**2 * ((sa * fa) ** 2 + (sb * fb) ** 2))
-    kern = np.zeros_like(fx, dtype=np.complex128)
+    gauss = np.exp(-0.5 * ((sa * ka) ** 2 + (sb * kb) ** 2))
+    apex = np.zeros(kx.shape, np.complex128)
     for (dx, dy), w in zip(t.apex_offsets, t.apex_weights, strict=True):
-        kern += w * np.exp(-2j * np.pi * (fx * dx + fy * dy))
-    return gauss * kern
+        apex += w * np.exp(-1j * (kx * dx + ky * dy))
+    return gauss * apex
 
 
-def _height(fp: FrameParams, n: int, px: float) -> tuple[np.ndarray, np.ndarray]:
-    """(lattice height, defect height) on an n x n padded grid, before the tip."""
+def _lattice_image(fp: FrameParams, tips, rows_of_tip, rotation: float, x, y, dx_of_y):
+    """The tip-blurred lattice, rows ``rows_of_tip[i]`` seen through ``tips[i]``."""
     s = fp.surface
-    idx = (np.arange(n) - PAD) * px
-    yy, xx = np.meshgrid(idx, idx, indexing="ij")
-    # Drift shear and piezo creep act on where the tip really is at each pixel.
-    xx = (
-        xx
-        + fp.scan.shear * yy
-        + fp.scan.creep * np.exp(-np.clip(yy, 0, None) / max(fp.scan.creep_tau, 1e-3))
+    m, n, c = _coefficients(s.buckling, s.buckle_pattern)
+    th = np.deg2rad(rotation)
+    cos, sin = np.cos(th), np.sin(th)
+    gp, gq = 2 * np.pi * m / CELL_P, 2 * np.pi * n / CELL_Q
+    kx = gp * cos - gq * sin
+    ky = gp * sin + gq * cos
+    c = c * np.exp(1j * (gp * s.phase[0] + gq * s.phase[1]))
+    amps = [c * _tip_transfer(t, kx, ky) for t in tips]
+    ac = (m != 0) | (n != 0)  # the relative cut ignores the mean height (DC)
+    peak = max(float(np.abs(a[ac]).max()) for a in amps) or 1.0
+    keep = np.zeros(len(c), bool)
+    for a in amps:
+        keep |= np.abs(a) > KEEP * peak
+    m, n, kx, ky = m[keep], n[keep], kx[keep], ky[keep]
+    # exp(i kx x) = exp(i m ax x) exp(i n bx x): 1-D bases per harmonic index, then products
+    # (a complex multiply per entry instead of a complex exponential).
+    ax, bx = 2 * np.pi * cos / CELL_P, -2 * np.pi * sin / CELL_Q
+    ay, by = 2 * np.pi * sin / CELL_P, 2 * np.pi * cos / CELL_Q
+    mi, ni = m + M_MAX, n + N_MAX
+    mr, nr = np.arange(-M_MAX, M_MAX + 1), np.arange(-N_MAX, N_MAX + 1)
+    ex = (np.exp(1j * np.outer(mr * ax, x))[mi] * np.exp(1j * np.outer(nr * bx, x))[ni]).astype(
+        np.complex64
     )
-    th = np.deg2rad(s.rotation)
-    p = xx * np.cos(th) + yy * np.sin(th)
-    q = -xx * np.sin(th) + yy * np.cos(th)
-    h = _lattice(p, q, s.buckling, s.buckle_pattern, s.phase)
+    out = np.empty((len(y), len(x)))
+    for a, rows in zip(amps, rows_of_tip, strict=True):
+        if len(rows) == 0:
+            continue
+        ph_m = np.outer(y[rows], mr * ay) + np.outer(dx_of_y[rows], mr * ax)
+        ph_n = np.outer(y[rows], nr * by) + np.outer(dx_of_y[rows], nr * bx)
+        ey = np.exp(1j * ph_m)[:, mi] * np.exp(1j * ph_n)[:, ni]
+        out[rows] = ((ey * a[keep]).astype(np.complex64) @ ex).real
+    return out
+
+
+def _defects(fp: FrameParams, tip: TipParams, x, y) -> np.ndarray:
+    """Dangling bonds and adsorbates (Gaussians) blurred by the tip, one copy per apex.
+
+    Separable outer products; drift is ignored for defects (it moves them by < 2 Å).
+    """
+    d = np.zeros((len(y), len(x)))
+    sig_t2 = (tip.sigma * np.sqrt(tip.elongation)) ** 2
+    for x0, y0, amp, sig in fp.surface.blobs:
+        s2 = sig**2 + sig_t2
+        scale = amp * sig**2 / s2  # the blurred blob keeps its volume
+        for (ax, ay), w in zip(tip.apex_offsets, tip.apex_weights, strict=True):
+            gy = np.exp(-0.5 * (y - y0 - ay) ** 2 / s2)
+            gx = np.exp(-0.5 * (x - x0 - ax) ** 2 / s2)
+            d += np.outer(w * scale * gy, gx)
+    return d
+
+
+def _frame_surface(fp: FrameParams, tips, rows_of_tip) -> np.ndarray:
+    size = fp.size
+    px = fp.fov / size
+    x = np.arange(size) * px
+    y = np.arange(size) * px
+    sc = fp.scan
+    # Drift shear and piezo creep act on where the tip really is along each line.
+    dx_of_y = sc.shear * y + sc.creep * np.exp(-y / max(sc.creep_tau, 1e-3))
+    img = _lattice_image(fp, tips, rows_of_tip, fp.surface.rotation, x, y, dx_of_y)
+    s = fp.surface
     if s.step is not None:
         a, c = s.step  # step line: a = its angle (deg), c = offset (Å) from the centre
         ca = np.deg2rad(a)
-        side = (xx - fp.fov / 2) * np.cos(ca) + (yy - fp.fov / 2) * np.sin(ca) > c
-        h2 = _lattice(-q, p, s.buckling, s.buckle_pattern, s.phase)  # rows turned 90 degrees
-        h = np.where(side, h2 + STEP_HEIGHT, h)
-    d = np.zeros_like(h)
-    for x0, y0, amp, sig in s.blobs:
-        d += amp * np.exp(-0.5 * ((xx - x0) ** 2 + (yy - y0) ** 2) / sig**2)
-    return h, d
+        xx = x[None, :] + dx_of_y[:, None]
+        side = (xx - fp.fov / 2) * np.cos(ca) + (y[:, None] - fp.fov / 2) * np.sin(ca) > c
+        other = _lattice_image(fp, tips, rows_of_tip, s.rotation + 90.0, x, y, dx_of_y)
+        img = np.where(side, other + STEP_HEIGHT, img)
+    if s.blobs:
+        # Defects read 1.5-3x the lattice's apparent corrugation, whatever the tip.
+        corr = float(np.ptp(img)) or 1.0
+        for tip, rows in zip(tips, rows_of_tip, strict=True):
+            d = _defects(fp, tip, x, y[rows])
+            img[rows] += d * (0.8 * corr / max(float(d.max()), 1e-9) if d.max() > 0 else 0.0)
+    return img
+
+
+_PINK: np.ndarray | None = None
+
+
+def _pink_bank() -> np.ndarray:
+    """16 fixed 1/f noise fields of 256x256 (unit variance), made once per process."""
+    global _PINK
+    if _PINK is None:
+        r = np.random.default_rng(20260101)
+        n = 256
+        fy = np.fft.fftfreq(n)[:, None]
+        fx = np.fft.rfftfreq(n)[None, :]
+        f = np.sqrt(fx**2 + fy**2)
+        f[0, 0] = 1.0
+        bank = []
+        for _ in range(16):
+            spec = (r.standard_normal(f.shape) + 1j * r.standard_normal(f.shape)) / f
+            field = np.fft.irfft2(spec, s=(n, n))
+            bank.append((field / field.std()).astype(np.float32))
+        _PINK = np.stack(bank)
+    return _PINK
+
+
+_WHITE: np.ndarray | None = None
+
+
+def _white(rng: np.random.Generator, shape) -> np.ndarray:
+    """Gaussian white noise cut from a fixed bank of 4 M samples at a random offset.
+
+    Drawing 16 k fresh normals costs more than the rest of a frame; a random window into a
+    large bank (with a random sign) is indistinguishable for this purpose.
+    """
+    global _WHITE
+    if _WHITE is None:
+        _WHITE = np.random.default_rng(20260102).standard_normal(1 << 22, dtype=np.float32)
+    size = int(np.prod(shape))
+    if size > len(_WHITE) // 4:
+        return rng.standard_normal(shape, dtype=np.float32)
+    i = int(rng.integers(len(_WHITE) - size))
+    return _WHITE[i : i + size].reshape(shape) * (1.0 if rng.random() < 0.5 else -1.0)
+
+
+def _pink(rng: np.random.Generator, shape) -> np.ndarray:
+    bank = _pink_bank()
+    h, w = shape
+    if h > bank.shape[1] or w > bank.shape[2]:
+        # Larger frames than the bank: make a fresh field (slow path, rare).
+        fy = np.fft.fftfreq(h)[:, None]
+        fx = np.fft.rfftfreq(w)[None, :]
+        f = np.sqrt(fx**2 + fy**2)
+        f[0, 0] = 1.0
+        spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f
+        field = np.fft.irfft2(spec, s=(h, w))
+        return field / field.std()
+    k, i, j = (
+        rng.integers(len(bank)),
+        rng.integers(bank.shape[1] - h + 1),
+        rng.integers(bank.shape[2] - w + 1),
+    )
+    field = bank[k, i : i + h, j : j + w]
+    if rng.random() < 0.5:
+        field = field[:, ::-1]
+    return field * (1.0 if rng.random() < 0.5 else -1.0)
 
 
 def _scan_artefacts(img: np.ndarray, fp: FrameParams, rng: np.random.Generator) -> np.ndarray:
-    n = img.shape[0]
+    n_rows, n = img.shape
     sc = fp.scan
     span = float(np.ptp(img)) or 1.0
     if sc.ringing:
@@ -127,24 +257,23 @@ def _scan_artefacts(img: np.ndarray, fp: FrameParams, rng: np.random.Generator) 
             axis=1,
         )
     if sc.pink_noise:
-        fy = np.fft.fftfreq(n)[:, None]
-        fx = np.fft.rfftfreq(n)[None, :]
-        f = np.sqrt(fx**2 + fy**2)
-        f[0, 0] = 1.0
-        spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) / f
-        pink = np.fft.irfft2(spec, s=(n, n))
-        img = img + sc.pink_noise * span * pink / (pink.std() + 1e-12)
+        img = img + sc.pink_noise * span * _pink(rng, img.shape)
     if sc.hum:
-        t = np.arange(n * n, dtype=np.float64).reshape(n, n)
-        img = img + sc.hum * span * np.sin(2 * np.pi * t / sc.hum_period + sc.hum_phase)
+        # sin(2 pi t / P + phase) over the raster time t = row * n + col, separably.
+        a = 2 * np.pi * np.arange(n_rows) * n / sc.hum_period + sc.hum_phase
+        b = 2 * np.pi * np.arange(n) / sc.hum_period
+        img = img + sc.hum * span * (
+            np.outer(np.sin(a), np.cos(b)) + np.outer(np.cos(a), np.sin(b))
+        )
     if sc.line_offsets:
-        img = img + sc.line_offsets * span * rng.standard_normal((n, 1))
+        img = img + sc.line_offsets * span * rng.standard_normal((n_rows, 1))
     for row, x0, length, amp in sc.glitches:
-        img[row, x0 : x0 + length] += amp * span
+        if 0 <= row < n_rows:
+            img[row, x0 : x0 + length] += amp * span
     if sc.crash is not None:
         r0, r1 = sc.crash
-        img[r0:r1] = img.max() + span * 0.5 + 0.1 * span * rng.standard_normal((r1 - r0, n))
-    img = img + sc.white_noise * span * rng.standard_normal(img.shape)
+        img[r0:r1] = img.max() + span * 0.5 + 0.1 * span * rng.standard_normal((len(img[r0:r1]), n))
+    img = img + (sc.white_noise * span) * _white(rng, img.shape)
     return img
 
 
@@ -179,37 +308,20 @@ def render_height(fp: FrameParams, rng: np.random.Generator | None = None) -> np
     """
     rng = rng if rng is not None else np.random.default_rng(0)
     size = fp.size
-    px = fp.fov / size
-    n = size + 2 * PAD
-    lat, defects = _height(fp, n, px)
-    ft_lat = np.fft.rfft2(lat)
-    ft_def = np.fft.rfft2(defects) if fp.surface.blobs else None
-
-    def through(tip) -> np.ndarray:
-        kern = _tip_kernel_ft(tip, n, px)
-        img = np.fft.irfft2(ft_lat * kern, s=(n, n))
-        if ft_def is not None:
-            # Defects read 1.5-3x the lattice's apparent corrugation, whatever the tip.
-            core = img[PAD:-PAD, PAD:-PAD]
-            corr = float(np.percentile(core, 99) - np.percentile(core, 1)) or 1.0
-            dimg = np.fft.irfft2(ft_def * kern, s=(n, n))
-            img = img + dimg * (corr / max(float(dimg.max()), 1e-9))
-        return img
-
-    img = through(fp.tip)
-    if fp.tip_change is not None:
-        # Below the change line the tip is another one: render again with it and splice.
-        other = through(fp.tip_change.after)
-        line = PAD + fp.tip_change.line
-        img[line:] = other[line:] + fp.tip_change.jump * float(np.ptp(img))
-        w = fp.tip_change.streak_lines
-        if w:
-            img[line : line + w] += (
-                fp.tip_change.streak * float(np.ptp(img)) * rng.standard_normal((w, 1))
-            )
-    img = img[PAD : PAD + size, PAD : PAD + size]
+    rows = np.arange(size)
+    tc = fp.tip_change
+    if tc is None:
+        img = _frame_surface(fp, [fp.tip], [rows])
+    else:
+        # Below the change line another tip scans: splice its rows in.
+        line = int(np.clip(tc.line, 0, size))
+        img = _frame_surface(fp, [fp.tip, tc.after], [rows[:line], rows[line:]])
+        span = float(np.ptp(img))
+        img[line:] += tc.jump * span
+        w = min(tc.streak_lines, size - line)
+        if w > 0:
+            img[line : line + w] += tc.streak * span * rng.standard_normal((w, 1))
     img = _scan_artefacts(img, fp, rng)
     if fp.lines_done is not None and fp.lines_done < size:
-        img = img.copy()
         img[fp.lines_done :] = np.nan
     return img

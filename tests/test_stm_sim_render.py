@@ -86,3 +86,10 @@ def test_simulator_imports_no_tensorflow():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def test_dataset_is_the_same_with_any_number_of_workers():
+    a = make_arrays(40, seed=9, session_length=8, workers=1)
+    b = make_arrays(40, seed=9, session_length=8, workers=2)
+    assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["names"], b["names"])
+    assert len(set(a["sessions"])) >= 3
