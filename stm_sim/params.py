@@ -194,7 +194,7 @@ def sample_frame_params(
         shear=float(rng.normal(0, 0.04)),
         creep=float(rng.uniform(0, 3.0)) if rng.random() < 0.3 else 0.0,
         creep_tau=float(rng.uniform(3, 12)),
-        white_noise=float(rng.uniform(0.25, 0.5) if heavy else rng.uniform(0.01, 0.06)),
+        white_noise=float(rng.uniform(0.25, 0.5) if heavy else rng.uniform(0.004, 0.025)),
         pink_noise=float(rng.uniform(0.0, 0.05)),
         line_offsets=float(rng.uniform(0, 0.05)),
         hum=float(rng.uniform(0, 0.03)) if rng.random() < 0.3 else 0.0,

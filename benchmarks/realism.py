@@ -1,0 +1,227 @@
+"""How close are simulated frames to real ones? Measured, not asserted.
+
+    python benchmarks/realism.py                     # writes benchmarks/results/realism.json + PNGs
+    python benchmarks/realism.py --skip-transfer     # the cheap parts only (no TensorFlow training)
+
+* ``frames_per_second``: the dataset generator on this machine (all cores).
+* ``rapsd_distance``: per category, the radially averaged power spectrum (normalised, log10)
+  of real frames with that label against simulated frames with that label; the distance is
+  the RMS difference of the mean log-spectra (0 = same spectrum). Plot: ``realism_rapsd.png``.
+* ``real_vs_sim_auc``: a small classifier (gradient-boosted trees on log-spectrum, histogram
+  and gradient features) telling real from simulated frames, ROC-AUC under session-grouped
+  5-fold CV (0.5 = indistinguishable).
+* ``sim_to_real``: a family trained on simulated frames only, evaluated on every labelled
+  real frame (no real frame seen in training), with the family metrics (issue target: mean
+  ROC-AUC >= 0.85). Trained into ``runs/realism/`` (resumable).
+* ``realism_gallery.png``: for each category, real frames beside simulated ones.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+RESULTS = ROOT / "benchmarks" / "results"
+
+
+def rapsd(images: np.ndarray) -> np.ndarray:
+    """Normalised radially averaged power spectra, (N, 63), radii 1..63 cycles per frame."""
+    x = images.astype(np.float32)
+    x -= x.mean(axis=(1, 2), keepdims=True)
+    p = np.abs(np.fft.fft2(x)) ** 2
+    n = images.shape[1]
+    f = np.fft.fftfreq(n) * n
+    r = np.rint(np.sqrt(f[:, None] ** 2 + f[None, :] ** 2)).astype(int).ravel()
+    counts = np.bincount(r, minlength=n)[1 : n // 2]
+    out = np.stack([np.bincount(r, weights=q.ravel(), minlength=n)[1 : n // 2] for q in p])
+    out = out / counts
+    return out / out.sum(axis=1, keepdims=True)
+
+
+def features(images: np.ndarray) -> np.ndarray:
+    spec = np.log10(rapsd(images) + 1e-12)
+    hist = np.stack([np.histogram(im, bins=16, range=(0, 256), density=True)[0] for im in images])
+    g = images.astype(np.float32)
+    gx, gy = (
+        np.abs(np.diff(g, axis=2)).mean(axis=(1, 2)),
+        np.abs(np.diff(g, axis=1)).mean(axis=(1, 2)),
+    )
+    return np.hstack([spec, hist, gx[:, None], gy[:, None], g.std(axis=(1, 2))[:, None]])
+
+
+def real_vs_sim(real, sim, seed: int = 0) -> float:
+    from sklearn.ensemble import HistGradientBoostingClassifier
+    from sklearn.metrics import roc_auc_score
+    from sklearn.model_selection import GroupKFold
+
+    x = np.vstack([features(real.images), features(sim.images)])
+    y = np.r_[np.ones(len(real)), np.zeros(len(sim))]
+    groups = np.r_[real.sessions, sim.sessions]
+    oof = np.zeros(len(y))
+    for tr, te in GroupKFold(n_splits=5, shuffle=True, random_state=seed).split(x, y, groups):
+        clf = HistGradientBoostingClassifier(max_iter=200, random_state=seed).fit(x[tr], y[tr])
+        oof[te] = clf.predict_proba(x[te])[:, 1]
+    return float(roc_auc_score(y, oof))
+
+
+def spectra_plot(real, yr, sim, ys, categories, out: Path) -> dict:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    dist = {}
+    radii = np.arange(1, 64)
+    fig, axes = plt.subplots(2, 3, figsize=(12, 6.5), dpi=110, sharex=True, sharey=True)
+    for c, (name, ax) in enumerate(zip(categories, axes.ravel(), strict=True)):
+        r, s = real.images[yr[:, c] == 1], sim.images[ys[:, c] == 1]
+        if len(r) == 0 or len(s) == 0:
+            dist[name] = None
+            continue
+        lr, ls = np.log10(rapsd(r).mean(0)), np.log10(rapsd(s).mean(0))
+        dist[name] = float(np.sqrt(np.mean((lr - ls) ** 2)))
+        ax.plot(radii, lr, label=f"real (n={len(r)})", lw=2)
+        ax.plot(radii, ls, label=f"simulated (n={len(s)})", lw=2, ls="--")
+        ax.set_title(f"{name}: distance {dist[name]:.2f}")
+        ax.legend(fontsize=8)
+        ax.grid(alpha=0.3)
+    for ax in axes[1]:
+        ax.set_xlabel("spatial frequency (cycles per frame)")
+    for ax in axes[:, 0]:
+        ax.set_ylabel("log10 power (normalised)")
+    fig.suptitle("Radially averaged power spectra per category: real vs simulated")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+    return dist
+
+
+def gallery(real, yr, sim, ys, categories, out: Path, per: int = 4, seed: int = 0) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rng = np.random.default_rng(seed)
+    fig, axes = plt.subplots(
+        len(categories), 2 * per, figsize=(2 * per * 1.5, len(categories) * 1.6), dpi=100
+    )
+    for c, name in enumerate(categories):
+        for k, (fs, y, tag) in enumerate(((real, yr, "real"), (sim, ys, "sim"))):
+            idx = np.flatnonzero(y[:, c] == 1)
+            pick = rng.choice(idx, size=min(per, len(idx)), replace=False) if len(idx) else []
+            for j in range(per):
+                ax = axes[c, k * per + j]
+                ax.axis("off")
+                if j < len(pick):
+                    ax.imshow(fs.images[pick[j]], cmap="afmhot")
+                if j == 0:
+                    ax.set_title(f"{name} ({tag})", fontsize=7, loc="left")
+    fig.suptitle("Real (left four) and simulated (right four) frames per category")
+    fig.tight_layout()
+    fig.savefig(out)
+    plt.close(fig)
+
+
+def transfer(sim_n: int, real, y, *, width: float, epochs: int, seed: int) -> dict:
+    from cnn_family import Family
+    from evaluation.metrics import evaluate
+    from stm_sim.dataset import make_frameset
+    from training.config import TrainConfig
+    from training.data import CATEGORIES
+    from training.trainer import train_family
+
+    sim = make_frameset(sim_n, seed=seed + 1)
+    cfg = TrainConfig(width=width, epochs=epochs, seed=seed)
+    d = train_family(
+        sim, cfg, ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}", verbose=0
+    )
+    v = Family.load(d).vote(real.images, y)
+    m = evaluate(v.hard, v.soft, y, CATEGORIES)
+    m["train"] = {"simulated_frames": sim_n, "width": width, "epochs": epochs}
+    return m
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
+    )
+    ap.add_argument("--sim", type=int, default=4000, help="simulated frames for spectra/classifier")
+    ap.add_argument("--speed-frames", type=int, default=20000)
+    ap.add_argument("--skip-transfer", action="store_true")
+    ap.add_argument("--transfer-frames", type=int, default=4000)
+    ap.add_argument("--width", type=float, default=0.25)
+    ap.add_argument("--epochs", type=int, default=8)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--out", default=str(RESULTS / "realism.json"))
+    args = ap.parse_args(argv)
+    if not Path(args.data).exists():
+        print(
+            f"real frames not found: {args.data} (see ../shared/data/hsi/README.md)",
+            file=sys.stderr,
+        )
+        return 2
+
+    from stm_sim.dataset import make_arrays, make_frameset
+    from training.data import CATEGORIES, load_frames
+    from training.io import write_json_atomic
+
+    print("== speed", flush=True)
+    make_arrays(50, seed=99)
+    t = time.perf_counter()
+    make_arrays(args.speed_frames, seed=99)
+    fps = args.speed_frames / (time.perf_counter() - t)
+    print(f"   {fps:.0f} frames/s", flush=True)
+
+    real = load_frames(args.data)
+    real = real.subset(real.labelled)
+    yr = real.labels("gt0.5")
+    sim = make_frameset(args.sim, seed=args.seed)
+    ys = sim.labels("gt0.5")
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    print("== spectra", flush=True)
+    dist = spectra_plot(real, yr, sim, ys, CATEGORIES, RESULTS / "realism_rapsd.png")
+    print(f"   {dist}", flush=True)
+    print("== real vs simulated classifier", flush=True)
+    auc = real_vs_sim(real, sim, seed=args.seed)
+    print(f"   ROC-AUC {auc:.3f}", flush=True)
+    gallery(real, yr, sim, ys, CATEGORIES, RESULTS / "realism_gallery.png", seed=args.seed)
+    res = {
+        "machine_cores": __import__("os").cpu_count(),
+        "frames_per_second": fps,
+        "real_vs_sim_auc": auc,
+        "rapsd_distance": dist,
+        "sim_to_real": None,
+        "n_real": len(real),
+        "n_sim": len(sim),
+    }
+    if not args.skip_transfer:
+        print("== sim -> real transfer (a family trained on simulated frames only)", flush=True)
+        m = transfer(
+            args.transfer_frames, real, yr, width=args.width, epochs=args.epochs, seed=args.seed
+        )
+        res["sim_to_real"] = {
+            "macro_roc_auc": m["macro_roc_auc"],
+            "mean_precision": m["mean_precision"],
+            "exact_match": m["exact_match"],
+            "per_category": m["per_category"],
+            "train": m["train"],
+        }
+        print(f"   mean ROC-AUC {m['macro_roc_auc']:.3f}, mean precision {m['mean_precision']:.3f}")
+    write_json_atomic(Path(args.out), res)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
