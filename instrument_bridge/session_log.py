@@ -28,8 +28,11 @@ class SessionLog:
         self.folder = Path(folder)
         self.folder.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._f = open(self.folder / "records.jsonl", "a", encoding="utf-8")
-        self._seq = sum(1 for _ in open(self.folder / "records.jsonl", encoding="utf-8"))
+        path = self.folder / "records.jsonl"
+        with open(path, "a+", encoding="utf-8") as f:  # continue the numbering of a resumed log
+            f.seek(0)
+            self._seq = sum(1 for _ in f)
+        self._f = open(path, "a", encoding="utf-8")
         self._frame_shape = frame_shape
         self._h5 = None
 
