@@ -4,6 +4,8 @@
     python main_training.py                      # no data: simulated H:Si(100) frames
 
 Interrupted? Run the same command again: it resumes where it stopped.
+On a cluster, train shards with --train-members 0-5 (etc.) and merge them with
+`python -m training.shards merge OUT SHARD_DIR...` (see docs/scale.md).
 """
 
 from __future__ import annotations
@@ -53,6 +55,29 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--val-fraction", type=float, default=0.0, help="hold out this share of sessions"
     )
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--engine",
+        choices=["fused", "sequential"],
+        default="fused",
+        help="fused: all members in one pass over the data (default); sequential: one by one",
+    )
+    ap.add_argument(
+        "--train-members",
+        metavar="RANGES",
+        help="train only these member indices, e.g. 0-5 (a shard; merge with training.shards)",
+    )
+    ap.add_argument(
+        "--layout",
+        choices=["auto", "branches", "stacked"],
+        default="auto",
+        help="fused engine: side-by-side branches (CPU) or one wide stack (GPU); auto picks",
+    )
+    ap.add_argument(
+        "--distribute",
+        choices=["auto", "mirrored", "none"],
+        default="auto",
+        help="MirroredStrategy over the GPUs (auto: when there are 2 or more)",
+    )
     ap.add_argument("--quiet", action="store_true", help="no per-batch progress bars")
     args = ap.parse_args(argv)
 
@@ -82,6 +107,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         synthetic_frames=args.synthetic_frames,
         command=shlex.join(["python", "main_training.py", *argv_list]),
         verbose=2 if args.quiet else "auto",
+        engine=args.engine,
+        members=args.train_members,
+        layout=args.layout,
+        distribute=args.distribute,
     )
     return 0
 

@@ -72,46 +72,80 @@ def _as_batch(x) -> np.ndarray:
     return check_images(x)[..., None]
 
 
+EXPORT_ENTRY = "stm_family.json"  # the family manifest, stored inside an exported .keras zip
+
+
+def _on_gpu() -> bool:
+    import tensorflow as tf
+
+    return bool(tf.config.list_logical_devices("GPU"))
+
+
 class Family:
     """The members of a family and one fused graph that runs all of them in one call.
 
     ``members`` maps each category to its K binary members (keras models, 1 sigmoid output).
+    A family loaded from an exported file (:meth:`export`) holds only the fused graph:
+    ``members`` is then empty and ``categories``/``k`` come from the file.
     """
 
     def __init__(
         self,
-        members: Mapping[str, Sequence],
+        members: Mapping[str, Sequence] | None = None,
         *,
         manifest: dict | None = None,
         path: Path | None = None,
+        fused=None,
+        categories: Sequence[str] | None = None,
+        k: int | None = None,
     ):
-        if not members:
+        if members:
+            ks = {len(v) for v in members.values()}
+            if len(ks) != 1:
+                raise FamilyFormatError(f"every category needs as many members; got {ks}")
+            self.members = {c: list(v) for c, v in members.items()}
+            self.categories = tuple(self.members)
+            self.k = ks.pop()
+        elif fused is not None and categories and k:
+            self.members = {}
+            self.categories, self.k = tuple(categories), int(k)
+            if fused.output_shape[-1] != len(self.categories) * self.k:
+                raise FamilyFormatError(
+                    f"fused graph: expected {len(self.categories) * self.k} outputs "
+                    f"({len(self.categories)} categories x {self.k}), got {fused.output_shape}"
+                )
+        else:
             raise FamilyFormatError("a family needs at least one category with members")
-        ks = {len(v) for v in members.values()}
-        if len(ks) != 1:
-            raise FamilyFormatError(f"every category needs as many members; got {ks}")
-        self.members = {c: list(v) for c, v in members.items()}
-        self.categories = tuple(self.members)
-        self.k = ks.pop()
         self.manifest = manifest or {}
         self.path = path
-        self._fused = None
+        self._fused = fused
+        self._fused_kind = "exported" if fused is not None else None
         self._fn = None
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
     def load(cls, path: str | Path) -> Family:
-        """Load a family folder (``manifest.json`` + ``members/*.keras``)."""
+        """Load a family folder (``manifest.json`` + ``members/*.keras``) or an exported file."""
         import keras
 
         path = Path(path)
+        if path.is_file():
+            return cls.load_exported(path)
         mf = path / "manifest.json"
         if not mf.exists():
-            raise FileNotFoundError(f"no family at {path}: expected {mf}")
+            raise FileNotFoundError(
+                f"no family at {path}: expected a folder with {mf.name} or an exported .keras file"
+            )
         try:
             manifest = json.loads(mf.read_text())
         except json.JSONDecodeError as e:
             raise FamilyFormatError(f"{mf}: not valid JSON ({e})") from e
+        if manifest.get("status") == "partial":
+            raise FamilyFormatError(
+                f"{path}: a shard with {len(manifest.get('members_done', []))} of "
+                f"{len(manifest['members'])} members; merge the shards first "
+                "(python -m training.shards merge OUT SHARD_DIR...)"
+            )
         if manifest.get("status") != "complete":
             raise FamilyFormatError(
                 f"{path}: training is not finished (status {manifest.get('status')!r}); "
@@ -125,28 +159,72 @@ class Family:
             members[m["category"]].append(keras.models.load_model(f, compile=False))
         return cls(members, manifest=manifest, path=path)
 
+    @classmethod
+    def load_exported(cls, path: str | Path) -> Family:
+        """Load the one-file form written by :meth:`export` (the fused graph and the manifest)."""
+        import zipfile
+
+        import keras
+
+        from cnn_family import stacked  # noqa: F401  (registers GroupedPointwise)
+
+        path = Path(path)
+        try:
+            with zipfile.ZipFile(path) as z:
+                manifest = json.loads(z.read(EXPORT_ENTRY))
+        except (zipfile.BadZipFile, KeyError) as e:
+            raise FamilyFormatError(
+                f"{path}: expected a family exported by Family.export (a .keras zip holding "
+                f"{EXPORT_ENTRY}), got {type(e).__name__}: {e}"
+            ) from None
+        model = keras.models.load_model(path, compile=False)
+        return cls(
+            fused=model,
+            categories=manifest["categories"],
+            k=manifest["members_per_category"],
+            manifest=manifest,
+            path=path,
+        )
+
     # -- the fused graph ----------------------------------------------------------------------
     @property
     def fused(self):
-        """One keras model: frame (H, W, 1) -> (C*K,) probabilities, members category-major."""
-        if self._fused is None:
-            import keras
+        """One keras model: frame (H, W, 1) -> (C*K,) probabilities, members category-major.
 
-            first = self.members[self.categories[0]][0]
-            inp = keras.Input(first.input_shape[1:], name="frame")
-            outs = []
-            for c in self.categories:
-                for j, m in enumerate(self.members[c]):
-                    # Fresh copies with unique names, so one graph can hold every member.
-                    clone = keras.models.clone_model(m)
-                    clone.name = f"member_{len(outs):02d}_{c}_{j}".replace("/", "_").replace(
-                        " ", "_"
-                    )
-                    clone.set_weights(m.get_weights())
-                    outs.append(clone(inp))
-            out = keras.layers.Concatenate(name="member_probs")(outs) if len(outs) > 1 else outs[0]
-            self._fused = keras.Model(inp, out, name="family")
+        DeepDog members become one stack of wide layers with BatchNorm folded in
+        (:mod:`cnn_family.stacked`); other architectures are joined side by side in one graph.
+        """
+        if self._fused is None:
+            from cnn_family.stacked import StackError, fold_batchnorm, stack_members
+
+            ordered = [m for c in self.categories for m in self.members[c]]
+            try:
+                self._fused = fold_batchnorm(stack_members(ordered, name="family"))
+                self._fused_kind = "stacked"
+            except StackError:
+                self._fused = self._side_by_side(ordered)
+                self._fused_kind = "side_by_side"
         return self._fused
+
+    @property
+    def fused_kind(self) -> str:
+        """``"stacked"``, ``"side_by_side"`` or ``"exported"``."""
+        self.fused  # noqa: B018  (builds it)
+        return self._fused_kind
+
+    def _side_by_side(self, ordered):
+        import keras
+
+        inp = keras.Input(ordered[0].input_shape[1:], name="frame")
+        outs = []
+        for i, m in enumerate(ordered):
+            # Fresh copies with unique names, so one graph can hold every member.
+            clone = keras.models.clone_model(m)
+            clone.name = f"member_{i:02d}"
+            clone.set_weights(m.get_weights())
+            outs.append(clone(inp))
+        out = keras.layers.Concatenate(name="member_probs")(outs) if len(outs) > 1 else outs[0]
+        return keras.Model(inp, out, name="family")
 
     def _compiled(self):
         if self._fn is None:
@@ -163,30 +241,64 @@ class Family:
             self._fn = fn
         return self._fn
 
-    def predict_members(self, x, *, batch_size: int = 256) -> np.ndarray:
-        """Member probabilities (N, C, K) for frames x (uint8 (N, H, W) or (N, H, W, 1))."""
+    def predict_members(self, x, *, batch_size: int | None = None) -> np.ndarray:
+        """Member probabilities (N, C, K) for frames x (uint8 (N, H, W) or (N, H, W, 1)).
+
+        ``batch_size`` None: 16 frames per call on a CPU (the activations of 16 frames stay in
+        cache; larger chunks are slower per frame, see benchmarks/speed.py), 256 on a GPU.
+        """
         xb = _as_batch(x)
         want = tuple(self.fused.input_shape[1:3])
         if xb.shape[1:3] != want:
             raise ValueError(
                 f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}"
             )
+        if batch_size is None:
+            batch_size = 256 if _on_gpu() else 16
         fn = self._compiled()
         parts = [np.asarray(fn(xb[i : i + batch_size])) for i in range(0, len(xb), batch_size)]
         flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
         return flat.reshape(len(xb), len(self.categories), self.k)
 
-    def vote(self, x, y_true: np.ndarray | None = None, *, batch_size: int = 256) -> Vote:
+    def vote(self, x, y_true: np.ndarray | None = None, *, batch_size: int | None = None) -> Vote:
         """The majority vote (and soft vote, agreement) on frames x."""
         return Vote.from_member_probs(
             self.predict_members(x, batch_size=batch_size), self.categories, y_true
         )
 
     def save_fused(self, path: str | Path) -> Path:
-        """The fused graph as one ``.keras`` file (fast to load for serving)."""
+        """The fused graph alone as one ``.keras`` file (see :meth:`export` for a loadable family)."""
         from training.io import save_model_atomic
 
         return save_model_atomic(self.fused, path)
+
+    def export(self, path: str | Path) -> Path:
+        """The whole family in one ``.keras`` file: the fused graph plus the manifest.
+
+        ``Family.load(path)`` reads it back (one model to deserialise instead of K x C).
+
+        >>> Family.load("models/hsi_family").export("hsi_family.keras")  # doctest: +SKIP
+        """
+        import os
+        import zipfile
+
+        path = Path(path)
+        if path.suffix != ".keras":
+            raise ValueError(f"export: expected a path ending in .keras, got {path.name!r}")
+        manifest = dict(self.manifest)
+        manifest.update(
+            categories=list(self.categories), members_per_category=self.k, fused=self.fused_kind
+        )
+        tmp = path.with_name(f".{path.stem}.partial.keras")
+        try:
+            self.fused.save(tmp)
+            # Keras reads only its own entries from the zip; the manifest rides along.
+            with zipfile.ZipFile(tmp, "a") as z:
+                z.writestr(EXPORT_ENTRY, json.dumps(manifest, indent=2, default=str))
+            os.replace(tmp, path)
+        finally:
+            tmp.unlink(missing_ok=True)
+        return path
 
     def __repr__(self) -> str:
         where = f" from {self.path}" if self.path else ""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from training.config import TrainConfig
@@ -29,6 +30,10 @@ def run_training(
     synthetic_frames: int = 4000,
     command: str | None = None,
     verbose: int | str = "auto",
+    engine: str = "fused",
+    members: str | None = None,
+    layout: str = "auto",
+    distribute: str = "auto",
 ) -> Path:
     """Train a family into ``out_dir`` from ``data_path`` (or simulated frames), then plot curves.
 
@@ -44,8 +49,25 @@ def run_training(
     else:
         frames = load_frames(data_path)
         source = str(data_path)
-    out = train_family(frames, config, out_dir, data_path=source, command=command, verbose=verbose)
+    out = train_family(
+        frames,
+        config,
+        out_dir,
+        data_path=source,
+        command=command,
+        verbose=verbose,
+        engine=engine,
+        members=members,
+        layout=layout,
+        distribute=distribute,
+    )
+    if json.loads((out / "manifest.json").read_text())["status"] != "complete":
+        return out  # a shard: curves and export come after the merge
+    from cnn_family import Family
     from evaluation.plots import plot_training_curves
+
+    exported = Family.load(out).export(out / "family.keras")
+    print(f"one-file family for serving: {exported}")
 
     png = plot_training_curves(out, out / "training_curves.png")
     print(f"family saved in {out}; training curves in {png}")

@@ -10,7 +10,20 @@ Layout of a family folder::
       checkpoints/             in-progress member state (removed when the member is done)
 
 Interrupt a run at any point and start it again with the same arguments: finished members are
-kept, the member in progress resumes from its last finished epoch (optimizer state included).
+kept, the members in progress resume from their last finished epoch (optimizer state included).
+
+Two engines give the same members (same seeds, same initial weights, same losses):
+
+* ``"sequential"``: the members one after another, each with its own seeded input pipeline;
+* ``"fused"`` (the default): every pending member in one model trained in one pass over the
+  data, each member a branch with its own loss, seed and (with ``bootstrap``) its own sample
+  weights. On a CPU the branches are the members side by side; on a GPU they are one stack of
+  wide layers (:mod:`cnn_family.stacked`), with mixed precision and XLA, and on several GPUs
+  under ``tf.distribute.MirroredStrategy``. The members share the order of the batches (one
+  shuffle), which is the only difference from the sequential engine.
+
+``members="0-5"`` trains a shard of the family (for a scheduler's array job); merge the shard
+folders with :func:`training.shards.merge_shards`.
 
 Example:
     >>> fam_dir = train_family(frames, TrainConfig(epochs=2), "models/demo")  # doctest: +SKIP
@@ -18,12 +31,13 @@ Example:
 
 from __future__ import annotations
 
+import functools
 import json
 import platform
 import re
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -34,6 +48,7 @@ from training.io import save_model_atomic, write_json_atomic
 from training.splits import session_split
 
 MANIFEST_VERSION = 1
+ENGINES = ("fused", "sequential")
 
 
 class ResumeMismatchError(ValueError):
@@ -124,20 +139,324 @@ def _targets(frames: FrameSet, cfg: TrainConfig, c: int) -> tuple[np.ndarray, np
 class _EpochCheckpoint:
     """Saves the model and the run state after every epoch, atomically."""
 
-    def __init__(self, ckpt: Path, state: Path, history: dict):
+    def __init__(self, ckpt: Path, state: Path, history: dict, *, extra=None, probe=None):
         import keras
 
         outer = self
+        if probe is not None and "members_history" in history:
+            probe.restore(history["members_history"])
 
         class CB(keras.callbacks.Callback):
             def on_epoch_end(self, epoch, logs=None):
                 for k, v in (logs or {}).items():
                     outer.history.setdefault(k, []).append(float(v))
+                if outer.probe is not None:
+                    outer.probe(self.model)
+                    outer.history["members_history"] = outer.probe.state()
                 save_model_atomic(self.model, outer.ckpt)
-                write_json_atomic(outer.state, {"epochs_done": epoch + 1, "history": outer.history})
+                write_json_atomic(
+                    outer.state,
+                    {"epochs_done": epoch + 1, "history": outer.history, **(outer.extra or {})},
+                )
 
         self.ckpt, self.state, self.history = ckpt, state, history
+        self.extra, self.probe = extra, probe
         self.callback = CB()
+
+
+class _Job:
+    """What every member of one training run shares."""
+
+    def __init__(self, config, builder, out, train, val, *, shape):
+        self.config, self.builder, self.out = config, builder, out
+        self.train, self.val, self.shape = train, val, shape
+        self.opts = config.builder_options()
+
+    def new_member(self, m: dict):
+        """Member ``m`` freshly built with its own seed (the same weights in either engine)."""
+        import keras
+
+        keras.utils.set_random_seed(m["seed"])
+        return self.builder(self.shape, 1, name=m["name"], **self.opts)
+
+    def rows_and_weights(self, m: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """Row index (a bootstrap sample or all rows), targets, and class-balance weights."""
+        y, hard = _targets(self.train, self.config, m["_c"])
+        idx = np.arange(len(self.train))
+        if self.config.bootstrap:
+            idx = np.random.default_rng(m["seed"]).integers(0, len(self.train), len(self.train))
+        w = class_balance_weights(hard[idx]) if self.config.class_weight == "balanced" else None
+        return idx, y, w
+
+    def finish(self, m: dict, weights, history: dict) -> None:
+        """Save member ``m`` without optimizer state (half the size), atomically, and its history."""
+        clean = self.builder(self.shape, 1, name=m["name"], **self.opts)
+        clean.set_weights(weights)
+        save_model_atomic(clean, self.out / m["file"])
+        write_json_atomic(self.out / "history" / f"{m['name']}.json", history)
+
+
+def _train_one(job: _Job, m: dict, n_members: int, verbose) -> None:
+    import keras
+
+    out, config = job.out, job.config
+    i = int(m["_i"]) + 1
+    ckpt = out / "checkpoints" / f"{m['name']}.keras"
+    state_path = out / "checkpoints" / f"{m['name']}.json"
+    seed = m["seed"]
+    start, history = 0, {}
+    if ckpt.exists() and state_path.exists():
+        state = json.loads(state_path.read_text())
+        start, history = int(state["epochs_done"]), state["history"]
+        keras.utils.set_random_seed(seed)
+        model = keras.models.load_model(ckpt)
+        print(f"[{i}/{n_members}] {m['name']}: resuming after epoch {start}", flush=True)
+    else:
+        model = job.new_member(m)
+    idx, y, w = job.rows_and_weights(m)
+    ds = make_dataset(
+        job.train.images[idx],
+        y[idx],
+        w,
+        batch_size=config.batch_size,
+        shuffle=True,
+        augment=config.augment,
+        seed=seed + start,
+    )
+    val_ds = None
+    if job.val is not None:
+        yv, _ = _targets(job.val, config, m["_c"])
+        val_ds = make_dataset(
+            job.val.images, yv, batch_size=256, shuffle=False, augment=False, seed=0
+        )
+    cb = _EpochCheckpoint(ckpt, state_path, history)
+    hard = job.train.labels(config.label_rule)[:, m["_c"]]
+    print(
+        f"[{i}/{n_members}] {m['name']} ({m['category']}, seed {seed}): "
+        f"epochs {start + 1}..{config.epochs}, {len(idx)} frames, "
+        f"{int(hard[idx].sum())} positive",
+        flush=True,
+    )
+    if start < config.epochs:
+        model.fit(
+            ds,
+            validation_data=val_ds,
+            initial_epoch=start,
+            epochs=config.epochs,
+            callbacks=[cb.callback],
+            verbose=verbose,
+            shuffle=False,  # the dataset shuffles
+        )
+    job.finish(m, model.get_weights(), cb.history)
+    ckpt.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    keras.backend.clear_session(free_memory=True)
+
+
+def member_loss_fn(n_members: int):
+    """The fused loss: the sum over members of each member's weighted binary cross-entropy.
+
+    ``y_true`` packs (N, 2G): the members' targets, then their per-frame weights. Members share
+    no weights, so each member's gradient is exactly that of its own loss; per frame this is
+    what Keras computes for one member with ``sample_weight`` (mean over the batch).
+    """
+    return _member_bce_cls()(n_members)
+
+
+@functools.cache
+def _member_bce_cls():
+    import keras
+
+    @keras.saving.register_keras_serializable(package="training")
+    class MemberBCE(keras.losses.Loss):
+        def __init__(self, n_members: int, name: str = "member_bce", **kw):
+            super().__init__(name=name, **kw)
+            self.n_members = int(n_members)
+
+        def call(self, y_true, y_pred):
+            from keras import ops
+
+            g = self.n_members
+            t, w = y_true[:, :g], y_true[:, g:]
+            p = ops.clip(ops.cast(y_pred, "float32"), 1e-7, 1.0 - 1e-7)
+            bce = -(t * ops.log(p) + (1.0 - t) * ops.log(1.0 - p))
+            return ops.sum(w * bce, axis=-1)
+
+        def get_config(self):
+            return {**super().get_config(), "n_members": self.n_members}
+
+    return MemberBCE
+
+
+def _resolve_layout(layout: str, distribute: str):
+    import tensorflow as tf
+
+    gpus = tf.config.list_logical_devices("GPU")
+    if layout == "auto":
+        # CPU: 18 side-by-side branches (each member's activations stay cache-sized; 1.3x the
+        # sequential speed on 2 cores, where one wide stack is slower). GPU: one wide stack.
+        layout = "stacked" if gpus else "branches"
+    if distribute == "mirrored" or (distribute == "auto" and len(gpus) > 1):
+        strategy = tf.distribute.MirroredStrategy()
+    else:
+        strategy = tf.distribute.get_strategy()
+    return layout, strategy, bool(gpus)
+
+
+def _train_fused(job: _Job, pending: list[dict], *, layout, distribute, verbose) -> None:
+    import keras
+
+    from cnn_family.stacked import unstack_weights
+
+    out, config = job.out, job.config
+    names = [m["name"] for m in pending]
+    g = len(pending)
+    layout, strategy, on_gpu = _resolve_layout(layout, distribute)
+    if layout == "stacked" and config.architecture != "deepdog":
+        raise ValueError(
+            f"layout 'stacked' needs DeepDog members, got architecture {config.architecture!r}; "
+            "use layout='branches'"
+        )
+    ckpt = out / "checkpoints" / "fused.keras"
+    state_path = out / "checkpoints" / "fused.json"
+    start, history = 0, {}
+    state = json.loads(state_path.read_text()) if state_path.exists() else None
+    prev_policy = keras.config.dtype_policy()
+    mixed = on_gpu and layout == "stacked"
+    try:
+        if mixed:
+            keras.config.set_dtype_policy("mixed_float16")
+        with strategy.scope():
+            if state and ckpt.exists() and state.get("members") == names:
+                start, history = int(state["epochs_done"]), state["history"]
+                _member_bce_cls()  # registered before the checkpoint names it
+                model = keras.models.load_model(ckpt)
+                print(f"fused: {g} members, resuming after epoch {start}", flush=True)
+            else:
+                inits = [job.new_member(m) for m in pending]
+                model = _fused_model(inits, layout, job)
+                opt = inits[0].optimizer
+                model.compile(
+                    optimizer=type(opt).from_config(opt.get_config()),
+                    loss=member_loss_fn(g),
+                    jit_compile=bool(on_gpu),
+                )
+    finally:
+        keras.config.set_dtype_policy(prev_policy)
+
+    n = len(job.train)
+    targets = np.zeros((n, g), np.float32)
+    weights = np.zeros((n, g), np.float32)
+    for j, m in enumerate(pending):
+        idx, y, w = job.rows_and_weights(m)
+        # A bootstrap sample as per-frame counts: a frame drawn twice weighs twice.
+        counts = np.bincount(idx, minlength=n).astype(np.float32)
+        wj = np.ones(n, np.float32) if w is None else np.zeros(n, np.float32)
+        if w is not None:
+            wj[idx] = w  # class-balance weight of each drawn frame (equal for repeats)
+        targets[:, j], weights[:, j] = y, counts * wj
+    ds = make_dataset(
+        job.train.images,
+        np.concatenate([targets, weights], axis=1),
+        batch_size=config.batch_size,
+        shuffle=True,
+        augment=config.augment,
+        seed=config.seed + start,
+    )
+    probe = _Probe(job, pending)
+    cb = _EpochCheckpoint(ckpt, state_path, history, extra={"members": names}, probe=probe)
+    print(
+        f"fused: {g} members ({', '.join(names[:3])}{', ...' if g > 3 else ''}) as {layout}"
+        f"{' on ' + str(strategy.num_replicas_in_sync) + ' replicas' if strategy.num_replicas_in_sync > 1 else ''}"
+        f", epochs {start + 1}..{config.epochs}, {n} frames",
+        flush=True,
+    )
+    if start < config.epochs:
+        model.fit(
+            ds,
+            initial_epoch=start,
+            epochs=config.epochs,
+            callbacks=[cb.callback],
+            verbose=verbose,
+            shuffle=False,
+        )
+    member_models = [job.builder(job.shape, 1, name=m["name"], **job.opts) for m in pending]
+    if layout == "stacked":
+        unstack_weights(model.get_layer("stack"), member_models)
+    else:
+        for mm in member_models:
+            mm.set_weights(model.get_layer(mm.name).get_weights())
+    for j, (m, mm) in enumerate(zip(pending, member_models, strict=True)):
+        job.finish(m, mm.get_weights(), probe.member_history(j))
+    ckpt.unlink(missing_ok=True)
+    state_path.unlink(missing_ok=True)
+    keras.backend.clear_session(free_memory=True)
+
+
+def _fused_model(inits: list, layout: str, job: _Job):
+    import keras
+
+    from cnn_family.stacked import DeepDogSpec, build_stack, stack_weights
+
+    inp = keras.Input(job.shape, name="frame")
+    if layout == "stacked":
+        stack = stack_weights(
+            build_stack(DeepDogSpec.of(inits[0]), len(inits), name="stack"), inits
+        )
+        out = stack(inp)
+    else:
+        # Uncompiled views of the members: a nested compiled model would carry its own
+        # optimizer into the checkpoint and shadow the fused model's on resume.
+        outs = [keras.Model(m.input, m.output, name=m.name)(inp) for m in inits]
+        out = keras.layers.Concatenate(name="member_probs")(outs) if len(outs) > 1 else outs[0]
+    return keras.Model(inp, out, name="fused_family")
+
+
+class _Probe:
+    """Per-member loss and ROC-AUC after each epoch, on a fixed sample of training frames (and
+    on the held-out sessions when there are any), in inference mode."""
+
+    def __init__(self, job: _Job, pending: list[dict], n_probe: int = 512):
+        rng = np.random.default_rng(job.config.seed)
+        n = len(job.train)
+        self.rows = np.sort(rng.choice(n, size=min(n, n_probe), replace=False))
+        self.job, self.pending = job, pending
+        self.sets = {"": (job.train, self.rows)}
+        if job.val is not None:
+            self.sets["val_"] = (job.val, np.arange(len(job.val)))
+        self.history: list[dict] = [{} for _ in pending]
+
+    def __call__(self, model) -> dict:
+        from sklearn.metrics import roc_auc_score
+
+        logs = {}
+        for prefix, (fs, rows) in self.sets.items():
+            p = np.asarray(model.predict(fs.images[rows][..., None], batch_size=64, verbose=0))
+            for j, m in enumerate(self.pending):
+                y, hard = _targets(fs, self.job.config, m["_c"])
+                y, hard = y[rows], hard[rows]
+                pj = np.clip(p[:, j], 1e-7, 1 - 1e-7)
+                w = (
+                    class_balance_weights(hard)
+                    if self.job.config.class_weight == "balanced"
+                    else np.ones(len(rows), np.float32)
+                )
+                loss = float(np.mean(w * -(y * np.log(pj) + (1 - y) * np.log(1 - pj))))
+                auc = float(roc_auc_score(hard, pj)) if 0 < hard.sum() < len(hard) else float("nan")
+                self.history[j].setdefault(prefix + "loss", []).append(loss)
+                self.history[j].setdefault(prefix + "auc", []).append(auc)
+                logs[f"{prefix}{m['name']}_auc"] = auc
+        return logs
+
+    def member_history(self, j: int) -> dict:
+        return self.history[j]
+
+    def state(self) -> list[dict]:
+        return self.history
+
+    def restore(self, hist: list[dict]) -> None:
+        if len(hist) == len(self.pending):
+            self.history = hist
 
 
 def _data_summary(frames: FrameSet, data_path: str | None) -> dict:
@@ -158,15 +477,30 @@ def train_family(
     command: str | None = None,
     verbose: int | str = "auto",
     on_member_done: Callable[[str], None] | None = None,
+    engine: str = "fused",
+    members: str | Sequence[int] | None = None,
+    layout: str = "auto",
+    distribute: str = "auto",
 ) -> Path:
     """Train (or resume) the family described by ``config`` on the labelled rows of ``frames``.
+
+    ``engine``: ``"fused"`` or ``"sequential"`` (see the module docstring). ``members``: only
+    these member indices (``"0-5"``, ``"6-11,17"`` or a list), for sharded training.
+    ``layout`` (fused engine): ``"branches"``, ``"stacked"`` or ``"auto"`` (stacked on a GPU).
+    ``distribute``: ``"mirrored"``, ``"none"`` or ``"auto"`` (mirrored with 2+ GPUs).
 
     Returns the family folder. Raises :class:`ResumeMismatchError` if ``out_dir`` holds a run
     with a different configuration or different data.
     """
-    import keras
 
     from cnn_family import CNN_global
+
+    if engine not in ENGINES:
+        raise ValueError(f"engine: expected one of {ENGINES}, got {engine!r}")
+    if layout not in ("auto", "branches", "stacked"):
+        raise ValueError(f"layout: expected 'auto', 'branches' or 'stacked', got {layout!r}")
+    if distribute not in ("auto", "mirrored", "none"):
+        raise ValueError(f"distribute: expected 'auto', 'mirrored' or 'none', got {distribute!r}")
 
     out = Path(out_dir)
     builder = CNN_global(config.architecture)  # fail early on an unknown name
@@ -201,18 +535,32 @@ def train_family(
     else:
         train, val = frames, None
 
-    members: list[dict] = []
+    all_members: list[dict] = []
     for category in config.categories:
         c = CATEGORIES.index(category)
         for k in range(config.members_per_category):
-            members.append(
+            all_members.append(
                 {
                     "name": member_name(category, k),
                     "category": category,
                     "seed": member_seed(config.seed, c, k),
                     "file": f"members/{member_name(category, k)}.keras",
                     "_c": c,
+                    "_i": len(all_members),
                 }
+            )
+
+    if members is None:
+        selected = list(range(len(all_members)))
+    elif isinstance(members, str):
+        from cnn_family.stacked import member_index_range
+
+        selected = member_index_range(members, len(all_members))
+    else:
+        selected = sorted({int(i) for i in members})
+        if not selected or selected[0] < 0 or selected[-1] >= len(all_members):
+            raise ValueError(
+                f"members: expected indices in 0-{len(all_members) - 1}, got {list(members)}"
             )
 
     manifest = {
@@ -235,81 +583,47 @@ def train_family(
         "data": data,
         "versions": package_versions(),
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
-        "members": [{k: v for k, v in m.items() if not k.startswith("_")} for m in members],
+        "members": [{k: v for k, v in m.items() if not k.startswith("_")} for m in all_members],
     }
+    if len(selected) < len(all_members):
+        manifest["shard"] = {"members": selected, "of": len(all_members)}
     write_json_atomic(manifest_path, manifest)
 
-    opts = config.builder_options()
-    shape = (*frames.images.shape[1:], 1)
     t_start = time.time()
-    for i, m in enumerate(members, start=1):
-        final = out / m["file"]
-        hist_path = out / "history" / f"{m['name']}.json"
-        if final.exists() and hist_path.exists():
-            print(f"[{i}/{len(members)}] {m['name']}: done already, kept", flush=True)
-            continue
-        ckpt = out / "checkpoints" / f"{m['name']}.keras"
-        state_path = out / "checkpoints" / f"{m['name']}.json"
-        seed = m["seed"]
-        keras.utils.set_random_seed(seed)
-        start, history = 0, {}
-        if ckpt.exists() and state_path.exists():
-            state = json.loads(state_path.read_text())
-            start, history = int(state["epochs_done"]), state["history"]
-            model = keras.models.load_model(ckpt)
-            print(f"[{i}/{len(members)}] {m['name']}: resuming after epoch {start}", flush=True)
+    job = _Job(config, builder, out, train, val, shape=(*frames.images.shape[1:], 1))
+    pending = []
+    for i in selected:
+        m = all_members[i]
+        if (out / m["file"]).exists() and (out / "history" / f"{m['name']}.json").exists():
+            print(f"[{i + 1}/{len(all_members)}] {m['name']}: done already, kept", flush=True)
         else:
-            model = builder(shape, 1, name=m["name"], **opts)
+            pending.append(m)
+    manifest["engine"] = engine
+    if pending and engine == "sequential":
+        for m in pending:
+            _train_one(job, m, len(all_members), verbose)
+            if on_member_done is not None:
+                on_member_done(m["name"])
+    elif pending:
+        _train_fused(job, pending, layout=layout, distribute=distribute, verbose=verbose)
+        if on_member_done is not None:
+            for m in pending:
+                on_member_done(m["name"])
 
-        y, hard = _targets(train, config, m["_c"])
-        idx = np.arange(len(train))
-        if config.bootstrap:
-            idx = np.random.default_rng(seed).integers(0, len(train), len(train))
-        w = class_balance_weights(hard[idx]) if config.class_weight == "balanced" else None
-        ds = make_dataset(
-            train.images[idx],
-            y[idx],
-            w,
-            batch_size=config.batch_size,
-            shuffle=True,
-            augment=config.augment,
-            seed=seed + start,
-        )
-        val_ds = None
-        if val is not None:
-            yv, _ = _targets(val, config, m["_c"])
-            val_ds = make_dataset(
-                val.images, yv, batch_size=256, shuffle=False, augment=False, seed=0
-            )
-        cb = _EpochCheckpoint(ckpt, state_path, history)
+    done = [(out / m["file"]).exists() for m in all_members]
+    if not all(done):
+        manifest["status"] = "partial"
+        manifest["members_done"] = [m["name"] for m, d in zip(all_members, done, strict=True) if d]
+        manifest["train_seconds_this_run"] = round(time.time() - t_start, 1)
+        write_json_atomic(manifest_path, manifest)
         print(
-            f"[{i}/{len(members)}] {m['name']} ({m['category']}, seed {seed}): "
-            f"epochs {start + 1}..{config.epochs}, {len(idx)} frames, "
-            f"{int(hard[idx].sum())} positive",
+            f"shard done: {sum(done)} of {len(all_members)} members in {out}; merge the shard "
+            "folders with `python -m training.shards merge OUT SHARD_DIR...`",
             flush=True,
         )
-        if start < config.epochs:
-            model.fit(
-                ds,
-                validation_data=val_ds,
-                initial_epoch=start,
-                epochs=config.epochs,
-                callbacks=[cb.callback],
-                verbose=verbose,
-                shuffle=False,  # the dataset shuffles
-            )
-        # The final file carries the trained weights without the optimizer state (half the size).
-        clean = builder(shape, 1, name=m["name"], **opts)
-        clean.set_weights(model.get_weights())
-        save_model_atomic(clean, final)
-        write_json_atomic(hist_path, cb.history)
-        ckpt.unlink(missing_ok=True)
-        state_path.unlink(missing_ok=True)
-        keras.backend.clear_session(free_memory=True)
-        if on_member_done is not None:
-            on_member_done(m["name"])
-
+        return out
     manifest["status"] = "complete"
+    manifest.pop("shard", None)
     manifest["train_seconds_this_run"] = round(time.time() - t_start, 1)
     write_json_atomic(manifest_path, manifest)
     ck = out / "checkpoints"
