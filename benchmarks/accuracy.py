@@ -14,6 +14,11 @@ Writes ``benchmarks/results/accuracy.json`` and prints a Markdown table for the 
   only difference between the two figures is the leak.
 
 Families are trained into ``runs/accuracy/`` (resumable: rerun the command after an interrupt).
+
+The engines compared on the same held-out sessions (issue: fused training must match)::
+
+    python benchmarks/accuracy.py --engine fused --only-folds 0 --runs runs/accuracy_fused \
+        --out benchmarks/results/accuracy_fused_fold0.json
 """
 
 from __future__ import annotations
@@ -97,29 +102,42 @@ def run(args) -> dict:
     t0 = time.time()
     oof = np.zeros((len(frames), len(CATEGORIES), args.members), np.float32)
     folds = []
+    only = None if args.only_folds is None else {int(v) for v in args.only_folds.split(",")}
+    held = np.zeros(len(frames), bool)
     for k, (tr, te) in enumerate(
         session_kfold(frames.sessions, n_splits=args.folds, seed=args.seed)
     ):
+        if only is not None and k not in only:
+            continue
+        held[te] = True
         print(
             f"== fold {k + 1}/{args.folds}: {len(tr)} train / {len(te)} test frames, "
             f"{len(set(frames.sessions[te]))} held-out sessions",
             flush=True,
         )
-        d = train_family(frames.subset(tr), cfg, runs / f"fold{k}", data_path=args.data, verbose=0)
+        d = train_family(
+            frames.subset(tr),
+            cfg,
+            runs / f"fold{k}",
+            data_path=args.data,
+            verbose=0,
+            engine=args.engine,
+        )
         test = frames.subset(te)
         v = _vote_on(d, test, y[te])
         oof[te] = v.member_probs
         fm = evaluate(v.hard, v.soft, y[te], CATEGORIES)
         fm["held_out_sessions"] = sorted(set(test.sessions))
+        fm["fold"] = k
         folds.append(fm)
         print(
             f"   exact {fm['exact_match']:.3f}  mean AUC {fm['macro_roc_auc']:.3f}  "
             f"mean precision {fm['mean_precision']:.3f}",
             flush=True,
         )
-    pooled_vote = Vote.from_member_probs(oof, CATEGORIES, y)
+    pooled_vote = Vote.from_member_probs(oof[held], CATEGORIES, y[held])
     pooled = evaluate(
-        pooled_vote.hard, pooled_vote.soft, y, CATEGORIES, agreement=pooled_vote.agreement
+        pooled_vote.hard, pooled_vote.soft, y[held], CATEGORIES, agreement=pooled_vote.agreement
     )
 
     def spread(key):
@@ -131,8 +149,10 @@ def run(args) -> dict:
         "n_labelled": len(frames),
         "n_sessions": len(set(frames.sessions)),
         "config": cfg.to_dict(),
+        "engine": args.engine,
         "session_grouped_cv": {
             "folds": args.folds,
+            "folds_run": sorted(only) if only is not None else list(range(args.folds)),
             "pooled": pooled,
             "per_fold": {k: spread(k) for k in ("exact_match", "macro_roc_auc", "mean_precision")},
             "fold_details": folds,
@@ -141,7 +161,7 @@ def run(args) -> dict:
         "anchors": ANCHORS,
     }
 
-    if not args.skip_2018:
+    if not args.skip_2018 and only is None:
         print("== 2018 protocol: 10 copies per frame, random 80/20 split of the copies", flush=True)
         tr_rows, te_rows = replicate_2018_split(
             len(frames), copies=10, test_fraction=0.2, seed=args.seed
@@ -226,6 +246,16 @@ def main(argv=None) -> int:
     ap.add_argument("--label-rule", default="gt0.5")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--skip-2018", action="store_true")
+    ap.add_argument(
+        "--engine",
+        choices=["sequential", "fused"],
+        default="sequential",
+        help="how the families are trained (sequential: as the shipped family was)",
+    )
+    ap.add_argument(
+        "--only-folds",
+        help="run only these folds (e.g. 0 or 0,1): for comparing engines on one fold",
+    )
     ap.add_argument(
         "--family-2018",
         default=str(ROOT / "models" / "hsi_family"),
