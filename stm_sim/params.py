@@ -62,7 +62,9 @@ class ScanParams:
     shear: float = 0.0
     creep: float = 0.0  # Å
     creep_tau: float = 5.0  # Å of slow-axis travel
-    white_noise: float = 0.03  # x frame span
+    white_noise: float = (
+        0.03  # x frame span (band-limited measurement noise, see render.BAND_CUTOFF)
+    )
     pink_noise: float = 0.02
     line_offsets: float = 0.0
     hum: float = 0.0
