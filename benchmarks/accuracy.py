@@ -15,6 +15,11 @@ Writes ``benchmarks/results/accuracy.json`` and prints a Markdown table for the 
 
 Families are trained into ``runs/accuracy/`` (resumable: rerun the command after an interrupt).
 
+Real+simulated against real-only training, same folds and held-out (real) sessions::
+
+    python benchmarks/accuracy.py --add-sim 4000 --skip-2018 --runs runs/accuracy_sim4000 \
+        --out benchmarks/results/accuracy_real_plus_sim.json
+
 The engines compared on the same held-out sessions (issue: fused training must match)::
 
     python benchmarks/accuracy.py --engine fused --only-folds 0 --runs runs/accuracy_fused \
@@ -100,6 +105,13 @@ def run(args) -> dict:
     )
     runs = Path(args.runs)
     t0 = time.time()
+    sim_extra = None
+    if args.add_sim:
+        from stm_sim.dataset import make_frameset
+        from training.data import concat
+
+        sim_extra = make_frameset(args.add_sim, seed=args.seed + 1)
+        sim_extra.sessions = np.char.add("sim:", sim_extra.sessions.astype(str))
     oof = np.zeros((len(frames), len(CATEGORIES), args.members), np.float32)
     folds = []
     only = None if args.only_folds is None else {int(v) for v in args.only_folds.split(",")}
@@ -115,8 +127,12 @@ def run(args) -> dict:
             f"{len(set(frames.sessions[te]))} held-out sessions",
             flush=True,
         )
+        train_k = frames.subset(tr)
+        if args.add_sim:
+            # Simulated frames join the training side only; the held-out sessions stay real.
+            train_k = concat([train_k, sim_extra])
         d = train_family(
-            frames.subset(tr),
+            train_k,
             cfg,
             runs / f"fold{k}",
             data_path=args.data,
@@ -150,6 +166,7 @@ def run(args) -> dict:
         "n_sessions": len(set(frames.sessions)),
         "config": cfg.to_dict(),
         "engine": args.engine,
+        "simulated_frames_added_to_training": args.add_sim,
         "session_grouped_cv": {
             "folds": args.folds,
             "folds_run": sorted(only) if only is not None else list(range(args.folds)),
@@ -251,6 +268,12 @@ def main(argv=None) -> int:
         choices=["sequential", "fused"],
         default="sequential",
         help="how the families are trained (sequential: as the shipped family was)",
+    )
+    ap.add_argument(
+        "--add-sim",
+        type=int,
+        default=0,
+        help="add this many simulated frames to every fold's training side (real+sim vs real)",
     )
     ap.add_argument(
         "--only-folds",
