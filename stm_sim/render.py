@@ -198,7 +198,7 @@ def _frame_surface(fp: FrameParams, tips, rows_of_tip) -> np.ndarray:
 # The measurement noise is band-limited, not white: the feedback loop and preamplifier pass only
 # a finite bandwidth, and the real frames were downsampled from larger scans (a box filter).
 # A first-order low-pass at 0.1 cycles/pixel brought the simulated spectra closest to the real
-# ones (mean RAPSD distance over the six categories 0.46 -> 0.31; benchmarks/realism.py).
+# ones (mean RAPSD distance over the six categories 0.46 -> about 0.3; benchmarks/realism.py).
 BAND_CUTOFF = 0.1  # cycles per pixel
 
 _BANKS: dict[str, np.ndarray] = {}
