@@ -66,6 +66,8 @@ def _reusable_family(path: str | None, cfg, train) -> Path | None:
     protocol trains on all labelled frames, which is how the shipped family was trained.
     Reusing it saves a whole family's training and is checked, not assumed.
     """
+    from training.config import TrainConfig
+
     if not path:
         return None
     man = Path(path) / "manifest.json"
@@ -74,7 +76,8 @@ def _reusable_family(path: str | None, cfg, train) -> Path | None:
     m = json.loads(man.read_text())
     same = (
         m.get("status") == "complete"
-        and m.get("training") == cfg.to_dict()
+        and TrainConfig.from_dict(m.get("training", {})) == cfg
+        and (not cfg.precise_bn or m.get("batchnorm", "").startswith("precise"))
         and m.get("data", {}).get("fingerprint") == train.fingerprint()
     )
     if same:
@@ -88,6 +91,7 @@ def run(args) -> dict:
     from training.config import TrainConfig
     from training.data import CATEGORIES, load_frames
     from training.io import write_json_atomic
+    from training.precise_bn import apply_to_family
     from training.splits import replicate_2018_split, session_kfold
     from training.trainer import train_family
 
@@ -139,6 +143,8 @@ def run(args) -> dict:
             verbose=0,
             engine=args.engine,
         )
+        if cfg.precise_bn and apply_to_family(d, frames.subset(tr)):
+            print("   BatchNorm statistics recomputed under the final weights (precise BN)")
         test = frames.subset(te)
         v = _vote_on(d, test, y[te])
         oof[te] = v.member_probs
@@ -187,6 +193,8 @@ def run(args) -> dict:
         d = _reusable_family(args.family_2018, cfg, train_2018)
         if d is None:
             d = train_family(train_2018, cfg, runs / "protocol2018", data_path=args.data, verbose=0)
+        if cfg.precise_bn:
+            apply_to_family(d, train_2018)
         result["protocol_2018_family"] = str(d)
         v = _vote_on(d, frames.subset(te_rows), y[te_rows])
         m = evaluate(v.hard, v.soft, y[te_rows], CATEGORIES)

@@ -31,6 +31,7 @@ class TrainConfig:
     augment: bool = True  # random horizontal and vertical flips (label-preserving)
     val_fraction: float = 0.0  # > 0 holds out whole sessions for the training curves
     learning_rate: float | None = None  # None: the builder's default
+    precise_bn: bool = True  # BatchNorm statistics recomputed under the final weights
     seed: int = 0
 
     def __post_init__(self) -> None:

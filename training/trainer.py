@@ -192,6 +192,15 @@ class _Job:
         """Save member ``m`` without optimizer state (half the size), atomically, and its history."""
         clean = self.builder(self.shape, 1, name=m["name"], **self.opts)
         clean.set_weights(weights)
+        if self.config.precise_bn:
+            from training.precise_bn import precise_batchnorm
+
+            precise_batchnorm(
+                clean,
+                self.train.images,
+                batch_size=min(self.config.batch_size, len(self.train)),
+                seed=m["seed"],
+            )
         save_model_atomic(clean, self.out / m["file"])
         write_json_atomic(self.out / "history" / f"{m['name']}.json", history)
 
@@ -585,6 +594,10 @@ def train_family(
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
         "members": [{k: v for k, v in m.items() if not k.startswith("_")} for m in all_members],
     }
+    if config.precise_bn:
+        from training.precise_bn import MARKER
+
+        manifest["batchnorm"] = MARKER.format(n=min(2048, len(train)))
     if len(selected) < len(all_members):
         manifest["shard"] = {"members": selected, "of": len(all_members)}
     write_json_atomic(manifest_path, manifest)
@@ -624,6 +637,7 @@ def train_family(
         return out
     manifest["status"] = "complete"
     manifest.pop("shard", None)
+
     manifest["train_seconds_this_run"] = round(time.time() - t_start, 1)
     write_json_atomic(manifest_path, manifest)
     ck = out / "checkpoints"

@@ -1,0 +1,38 @@
+"""Precise BatchNorm: moving statistics become the population statistics under the final weights."""
+
+import json
+
+import keras
+import numpy as np
+import pytest
+
+from cnn_family import CNN_global
+from training.precise_bn import apply_to_family, precise_batchnorm
+
+
+def test_statistics_are_the_batch_averages_under_the_final_weights(rng):
+    keras.utils.set_random_seed(0)
+    model = CNN_global("deepdog")((32, 32, 1), 1, width=0.125, max_filters=32)
+    x = rng.integers(0, 256, (64, 32, 32)).astype(np.uint8)
+    conv0 = keras.Model(model.input, model.get_layer("conv0").output)
+    precise_batchnorm(model, x, batch_size=32)
+    # Two batches of 32 (sorted within each batch, so the order of frames does not matter).
+    pick = np.random.default_rng(0).permutation(64)
+    feats = [
+        np.asarray(conv0(x[np.sort(pick[i : i + 32])][..., None].astype(np.float32)))
+        for i in (0, 32)
+    ]
+    want_mean = np.mean([f.mean(axis=(0, 1, 2)) for f in feats], axis=0)
+    want_var = np.mean([f.var(axis=(0, 1, 2)) for f in feats], axis=0)
+    bn = model.get_layer("conv0_bn")
+    np.testing.assert_allclose(bn.moving_mean.numpy(), want_mean, rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(bn.moving_variance.numpy(), want_var, rtol=1e-3, atol=1e-5)
+    assert bn.momentum == 0.99  # restored
+    with pytest.raises(ValueError, match="at least one batch"):
+        precise_batchnorm(model, x[:10], batch_size=32)
+
+
+def test_trained_family_says_so_and_reapplying_is_a_no_op(tiny_family_dir, sim_frames):
+    m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    assert m["batchnorm"].startswith("precise")
+    assert apply_to_family(tiny_family_dir, sim_frames) is False
