@@ -288,7 +288,7 @@ def count_flops(model: keras.Model) -> int:
     BatchNorm, activations and pooling are left out).
     """
     total = 0
-    for lay in _all_layers(model):
+    for lay in iter_layers(model):
         cls = type(lay).__name__
         if cls == "GroupedPointwise":
             out = lay.output.shape
@@ -312,10 +312,11 @@ def count_flops(model: keras.Model) -> int:
     return int(total)
 
 
-def _all_layers(model):
+def iter_layers(model):
+    """Every layer of ``model``, nested models walked into."""
     for lay in model.layers:
         if isinstance(lay, keras.Model):
-            yield from _all_layers(lay)
+            yield from iter_layers(lay)
         else:
             yield lay
 

@@ -36,6 +36,8 @@ def precise_batchnorm(
     """
     import keras
 
+    from cnn_family.stacked import iter_layers
+
     x = check_images(images)
     if x.ndim == 3:
         x = x[..., None]
@@ -43,7 +45,7 @@ def precise_batchnorm(
         raise ValueError(
             f"precise_batchnorm: expected at least one batch ({batch_size} frames), got {len(x)}"
         )
-    bns = [lay for lay in _layers(model) if isinstance(lay, keras.layers.BatchNormalization)]
+    bns = [lay for lay in iter_layers(model) if isinstance(lay, keras.layers.BatchNormalization)]
     if not bns:
         return model
     rng = np.random.default_rng(seed)
@@ -59,16 +61,6 @@ def precise_batchnorm(
         for lay, m in zip(bns, old, strict=True):
             lay.momentum = m
     return model
-
-
-def _layers(model):
-    import keras
-
-    for lay in model.layers:
-        if isinstance(lay, keras.Model):
-            yield from _layers(lay)
-        else:
-            yield lay
 
 
 def apply_to_family(family_dir: str | Path, frames, *, max_frames: int = 2048) -> bool:
