@@ -30,6 +30,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--guess", action="store_true", help="only guess labels, even if the data has some"
     )
+    ap.add_argument(
+        "--tta",
+        action="store_true",
+        help="members vote on the mean over the frame and its flips (4x the compute)",
+    )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
     live = ap.add_argument_group("live loop")
@@ -75,6 +80,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         guess=args.guess,
         demo_frames=args.demo_frames,
         seed=args.seed,
+        tta=args.tta,
     )
     return 0
 

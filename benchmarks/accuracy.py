@@ -51,11 +51,11 @@ ANCHORS = {
 }
 
 
-def _vote_on(fam_dir: Path, frames, y):
+def _vote_on(fam_dir: Path, frames, y, *, tta: bool = False):
     from cnn_family import Family
 
     fam = Family.load(fam_dir)
-    return fam.vote(frames.images, y)
+    return fam.vote(frames.images, y, tta=tta)
 
 
 def _reusable_family(path: str | None, cfg, train) -> Path | None:
@@ -117,6 +117,7 @@ def run(args) -> dict:
         sim_extra = make_frameset(args.add_sim, seed=args.seed + 1)
         sim_extra.sessions = np.char.add("sim:", sim_extra.sessions.astype(str))
     oof = np.zeros((len(frames), len(CATEGORIES), args.members), np.float32)
+    oof_tta = np.zeros_like(oof)  # the same families voting with flip TTA (inference only)
     folds = []
     only = None if args.only_folds is None else {int(v) for v in args.only_folds.split(",")}
     held = np.zeros(len(frames), bool)
@@ -148,6 +149,7 @@ def run(args) -> dict:
         test = frames.subset(te)
         v = _vote_on(d, test, y[te])
         oof[te] = v.member_probs
+        oof_tta[te] = _vote_on(d, test, y[te], tta=True).member_probs
         fm = evaluate(v.hard, v.soft, y[te], CATEGORIES)
         fm["held_out_sessions"] = sorted(set(test.sessions))
         fm["fold"] = k
@@ -161,6 +163,8 @@ def run(args) -> dict:
     pooled = evaluate(
         pooled_vote.hard, pooled_vote.soft, y[held], CATEGORIES, agreement=pooled_vote.agreement
     )
+    tta_vote = Vote.from_member_probs(oof_tta[held], CATEGORIES, y[held])
+    pooled_tta = evaluate(tta_vote.hard, tta_vote.soft, y[held], CATEGORIES)
 
     def spread(key):
         vals = [f[key] for f in folds]
@@ -177,6 +181,7 @@ def run(args) -> dict:
             "folds": args.folds,
             "folds_run": sorted(only) if only is not None else list(range(args.folds)),
             "pooled": pooled,
+            "pooled_flip_tta": pooled_tta,
             "per_fold": {k: spread(k) for k in ("exact_match", "macro_roc_auc", "mean_precision")},
             "fold_details": folds,
         },
@@ -226,6 +231,13 @@ def table(r: dict) -> str:
         f"{_f(p['macro_roc_auc'])} | {_f(p['mean_precision'])} | {_f(p['good_vs_bad']['precision'])} | "
         f"{_f(p['good_vs_bad']['roc_auc'])} |",
     ]
+    t = r["session_grouped_cv"].get("pooled_flip_tta")
+    if t:
+        rows.append(
+            f"| same folds, members voting on flip-averaged frames (`--tta`) | {_f(t['exact_match'])} | "
+            f"{_f(t['macro_roc_auc'])} | {_f(t['mean_precision'])} | {_f(t['good_vs_bad']['precision'])} | "
+            f"{_f(t['good_vs_bad']['roc_auc'])} |"
+        )
     if "protocol_2018" in r:
         q = r["protocol_2018"]
         rows.append(

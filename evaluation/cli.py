@@ -21,6 +21,7 @@ def run_evaluate_guess(
     guess: bool = False,
     demo_frames: int = 16,
     seed: int = 0,
+    tta: bool = False,
 ) -> dict:
     """Load the family; evaluate on labelled ``data`` (or guess, or vote on simulated frames).
 
@@ -40,14 +41,14 @@ def run_evaluate_guess(
         print(f"{fam}: {len(frames)} frames from {data}")
     # The demo (no --data) shows what an operator sees: votes on new frames.
     if data is not None and not guess and frames.labelled.any():
-        m = evaluate_family(fam, frames, report=report, plots_dir=out_dir)
+        m = evaluate_family(fam, frames, report=report, plots_dir=out_dir, tta=tta)
         print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
         print(
             f"plots: {out_dir}/roc.png, confusion.png, gallery.png"
             + (f"; report: {report}" if report else "")
         )
         return m
-    res = guess_labels(fam, frames, out=out_dir / "guesses.csv", plots_dir=out_dir)
+    res = guess_labels(fam, frames, out=out_dir / "guesses.csv", plots_dir=out_dir, tta=tta)
     rates = ", ".join(f"{c} {r:.0%}" for c, r in res["positive_rate"].items())
     print(f"voted on {res['n']} frames; share voted positive: {rates}")
     print(f"votes: {out_dir}/guesses.csv; picture: {out_dir}/guesses.png")

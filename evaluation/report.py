@@ -120,10 +120,12 @@ def evaluate_family(
     report: str | Path | None = None,
     plots_dir: str | Path | None = None,
     label_rule: str | None = None,
+    tta: bool = False,
 ) -> dict:
     """Vote on the labelled frames, compute every metric, write JSON/Markdown/PNGs if asked.
 
     Unlabelled frames are skipped (their count is reported as ``n_skipped_unlabelled``).
+    ``tta``: members vote on flip-averaged probabilities (:meth:`Family.predict_members`).
     """
     from evaluation import plots
 
@@ -138,8 +140,9 @@ def evaluate_family(
 
     cols = [CATEGORIES.index(c) for c in cats]
     y = y[:, cols]
-    vote = family.vote(sub.images, y)
+    vote = family.vote(sub.images, y, tta=tta)
     m = evaluate(vote.hard, vote.soft, y, cats, agreement=vote.agreement)
+    m["tta"] = bool(tta)
     m["n_skipped_unlabelled"] = int((~mask).sum())
     m["label_rule"] = rule
     m["majority_class_exact_match"] = majority_class_baseline(y)
@@ -167,12 +170,17 @@ def evaluate_family(
 
 
 def guess_labels(
-    family, frames: FrameSet, *, out: str | Path | None = None, plots_dir=None
+    family,
+    frames: FrameSet,
+    *,
+    out: str | Path | None = None,
+    plots_dir=None,
+    tta: bool = False,
 ) -> dict:
     """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked."""
     from evaluation import plots
 
-    vote = family.vote(frames.images)
+    vote = family.vote(frames.images, tta=tta)
     cats = list(family.categories)
     rows = []
     for i, name in enumerate(frames.names):

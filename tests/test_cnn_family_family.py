@@ -64,3 +64,17 @@ def test_unfinished_family_says_so(tmp_path, tiny_family_dir):
 def test_majority_polling_rejects_non_families():
     with pytest.raises(TypeError, match="family_dict"):
         majority_polling([1, 2, 3], np.zeros((1, 128, 128), np.uint8))
+
+
+def test_tta_averages_the_four_flips_of_each_frame(tiny_family, sim_frames):
+    x = sim_frames.images[:4]
+    views = [x, x[:, :, ::-1], x[:, ::-1, :], x[:, ::-1, ::-1]]
+    expected = np.mean([tiny_family.predict_members(v) for v in views], axis=0)
+    got = tiny_family.predict_members(x, tta=True)
+    np.testing.assert_allclose(got, expected, atol=1e-5)
+    # A frame equal to its own flips votes exactly as without TTA.
+    flat = np.full((2, 128, 128), 90, np.uint8)
+    np.testing.assert_allclose(
+        tiny_family.predict_members(flat, tta=True), tiny_family.predict_members(flat), atol=1e-5
+    )
+    assert tiny_family.vote(x, tta=True).hard.shape == (4, 6)
