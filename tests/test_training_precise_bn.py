@@ -36,3 +36,27 @@ def test_trained_family_says_so_and_reapplying_is_a_no_op(tiny_family_dir, sim_f
     m = json.loads((tiny_family_dir / "manifest.json").read_text())
     assert m["batchnorm"].startswith("precise")
     assert apply_to_family(tiny_family_dir, sim_frames) is False
+
+
+def test_resuming_a_family_from_before_precise_bn_processes_its_kept_members(tmp_path, sim_frames):
+    from conftest import TINY
+
+    from training.config import TrainConfig
+    from training.trainer import train_family
+
+    cfg = dict(TINY, members_per_category=1, categories=("Rows", "Bad/blurry"))
+    out = train_family(sim_frames, TrainConfig(**cfg, precise_bn=False), tmp_path / "f", verbose=0)
+    # A config written before the field existed: it loads with today's default (precise_bn on).
+    raw = json.loads((out / "config.json").read_text())
+    raw.pop("precise_bn")
+    (out / "config.json").write_text(json.dumps(raw))
+    before = keras.models.load_model(out / "members/rows_0.keras", compile=False)
+    mean_before = before.get_layer("conv0_bn").moving_mean.numpy()
+
+    train_family(sim_frames, TrainConfig(**cfg), out, verbose=0)  # every member kept
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["batchnorm"].startswith("precise")
+    after = keras.models.load_model(out / "members/rows_0.keras", compile=False)
+    assert not np.allclose(after.get_layer("conv0_bn").moving_mean.numpy(), mean_before)
+    # Processing it again changes nothing: the marker is trusted once the run has finished.
+    assert apply_to_family(out, sim_frames) is False

@@ -27,7 +27,15 @@ from pathlib import Path
 from training.io import write_json_atomic
 
 # Keys that legitimately differ between shards (and between a merged family and one run).
-_PER_RUN = ("command", "train_seconds_this_run", "shard", "members_done", "status", "engine")
+_PER_RUN = (
+    "command",
+    "train_seconds_this_run",
+    "shard",
+    "members_done",
+    "status",
+    "engine",
+    "precise_bn_members",
+)
 
 
 class ShardMismatchError(ValueError):
@@ -82,6 +90,9 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
     shutil.copyfile(ref_dir / "config.json", out / "config.json")
     merged = {k: v for k, v in ref.items() if k not in _PER_RUN}
     merged["status"] = "complete"
+    if any(not m.get("batchnorm", "").startswith("precise") for m in manifests):
+        # Precise only if every shard's members are (see training.precise_bn.apply_to_family).
+        merged.pop("batchnorm", None)
     merged["engine"] = sorted({m.get("engine", "sequential") for m in manifests})
     merged["merged_from"] = sources
     merged["train_seconds_this_run"] = round(

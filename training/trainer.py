@@ -477,6 +477,46 @@ def _data_summary(frames: FrameSet, data_path: str | None) -> dict:
     }
 
 
+def _precise_bn_for_kept(job: _Job, all_members, pending, old_manifest: dict, manifest: dict):
+    """Precise BN for members kept from an earlier run that did not have it; then mark the
+    manifest only if every member held is precise.
+
+    Members trained in this run got it in :meth:`_Job.finish`. Kept members count as precise
+    only on the word of a finished earlier run (its marker, or its list of members done): a
+    family resumed from before precise BN existed must not be marked precise unprocessed.
+    """
+    import keras
+
+    from training.precise_bn import MARKER, precise_batchnorm
+
+    out = job.out
+    held = [m for m in all_members if (out / m["file"]).exists()]
+    finished_before = old_manifest.get("status") in ("complete", "partial")
+    if finished_before and old_manifest.get("batchnorm", "").startswith("precise"):
+        precise = {m["name"] for m in held}
+    else:
+        precise = set(old_manifest.get("precise_bn_members", []))
+    precise |= {m["name"] for m in pending if (out / m["file"]).exists()}
+    for m in held:
+        if m["name"] in precise:
+            continue
+        path = out / m["file"]
+        model = keras.models.load_model(path, compile=False)
+        precise_batchnorm(
+            model,
+            job.train.images,
+            batch_size=min(job.config.batch_size, len(job.train)),
+            seed=m["seed"],
+        )
+        save_model_atomic(model, path)
+        precise.add(m["name"])
+        print(f"   {m['name']}: kept from an earlier run, BatchNorm statistics recomputed")
+    manifest["precise_bn_members"] = sorted(precise)
+    if held and all(m["name"] in precise for m in held):
+        manifest.pop("precise_bn_members")
+        manifest["batchnorm"] = MARKER.format(n=min(2048, len(job.train)))
+
+
 def train_family(
     frames: FrameSet,
     config: TrainConfig,
@@ -519,6 +559,7 @@ def train_family(
     data = _data_summary(frames, data_path)
 
     manifest_path = out / "manifest.json"
+    old_manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
     if (out / "config.json").exists():
         old = TrainConfig.load(out / "config.json")
         if old != config:
@@ -594,10 +635,6 @@ def train_family(
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
         "members": [{k: v for k, v in m.items() if not k.startswith("_")} for m in all_members],
     }
-    if config.precise_bn:
-        from training.precise_bn import MARKER
-
-        manifest["batchnorm"] = MARKER.format(n=min(2048, len(train)))
     if len(selected) < len(all_members):
         manifest["shard"] = {"members": selected, "of": len(all_members)}
     write_json_atomic(manifest_path, manifest)
@@ -623,6 +660,8 @@ def train_family(
             for m in pending:
                 on_member_done(m["name"])
 
+    if config.precise_bn:
+        _precise_bn_for_kept(job, all_members, pending, old_manifest, manifest)
     done = [(out / m["file"]).exists() for m in all_members]
     if not all(done):
         manifest["status"] = "partial"
