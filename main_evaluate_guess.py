@@ -35,6 +35,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="members vote on the mean over the frame and its flips (4x the compute)",
     )
+    ap.add_argument(
+        "--undo-class-weights",
+        action="store_true",
+        help="vote as if members were trained without class-balance weights "
+        "(fewer, surer positives: precision up, recall down)",
+    )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
     live = ap.add_argument_group("live loop")
@@ -81,6 +87,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         demo_frames=args.demo_frames,
         seed=args.seed,
         tta=args.tta,
+        undo_class_weights=args.undo_class_weights,
     )
     return 0
 

@@ -51,11 +51,22 @@ ANCHORS = {
 }
 
 
-def _vote_on(fam_dir: Path, frames, y, *, tta: bool = False):
+def _vote_on(fam_dir: Path, frames, y):
     from cnn_family import Family
 
-    fam = Family.load(fam_dir)
-    return fam.vote(frames.images, y, tta=tta)
+    return Family.load(fam_dir).vote(frames.images, y)
+
+
+def _record_prior(fam_dir: Path, train, cfg) -> None:
+    """Families trained before the manifest recorded ``train_positive_rate``: add it."""
+    from training.io import write_json_atomic
+    from training.trainer import positive_rates
+
+    mf = Path(fam_dir) / "manifest.json"
+    m = json.loads(mf.read_text())
+    if "train_positive_rate" not in m:
+        m["train_positive_rate"] = positive_rates(train, cfg.label_rule, cfg.categories)
+        write_json_atomic(mf, m)
 
 
 def _reusable_family(path: str | None, cfg, train) -> Path | None:
@@ -86,6 +97,7 @@ def _reusable_family(path: str | None, cfg, train) -> Path | None:
 
 
 def run(args) -> dict:
+    from cnn_family import Family
     from cnn_family.family import Vote
     from evaluation.metrics import evaluate, majority_class_baseline
     from training.config import TrainConfig
@@ -117,7 +129,9 @@ def run(args) -> dict:
         sim_extra = make_frameset(args.add_sim, seed=args.seed + 1)
         sim_extra.sessions = np.char.add("sim:", sim_extra.sessions.astype(str))
     oof = np.zeros((len(frames), len(CATEGORIES), args.members), np.float32)
-    oof_tta = np.zeros_like(oof)  # the same families voting with flip TTA (inference only)
+    # The same families voting other ways (inference only): with flip TTA, with the class
+    # weights undone (Family.undo_class_weights), and both.
+    variants = {v: np.zeros_like(oof) for v in ("flip_tta", "undo_class_weights", "both")}
     folds = []
     only = None if args.only_folds is None else {int(v) for v in args.only_folds.split(",")}
     held = np.zeros(len(frames), bool)
@@ -146,10 +160,15 @@ def run(args) -> dict:
         )
         if cfg.precise_bn and apply_to_family(d, frames.subset(tr)):
             print("   BatchNorm statistics recomputed under the final weights (precise BN)")
+        _record_prior(d, train_k, cfg)
         test = frames.subset(te)
-        v = _vote_on(d, test, y[te])
+        fam = Family.load(d)
+        v = fam.vote(test.images, y[te])
         oof[te] = v.member_probs
-        oof_tta[te] = _vote_on(d, test, y[te], tta=True).member_probs
+        tta = fam.predict_members(test.images, tta=True)
+        variants["flip_tta"][te] = tta
+        variants["undo_class_weights"][te] = fam.undo_class_weights(v.member_probs)
+        variants["both"][te] = fam.undo_class_weights(tta)
         fm = evaluate(v.hard, v.soft, y[te], CATEGORIES)
         fm["held_out_sessions"] = sorted(set(test.sessions))
         fm["fold"] = k
@@ -163,8 +182,10 @@ def run(args) -> dict:
     pooled = evaluate(
         pooled_vote.hard, pooled_vote.soft, y[held], CATEGORIES, agreement=pooled_vote.agreement
     )
-    tta_vote = Vote.from_member_probs(oof_tta[held], CATEGORIES, y[held])
-    pooled_tta = evaluate(tta_vote.hard, tta_vote.soft, y[held], CATEGORIES)
+    pooled_variants = {}
+    for name, probs in variants.items():
+        vv = Vote.from_member_probs(probs[held], CATEGORIES, y[held])
+        pooled_variants[name] = evaluate(vv.hard, vv.soft, y[held], CATEGORIES)
 
     def spread(key):
         vals = [f[key] for f in folds]
@@ -181,7 +202,7 @@ def run(args) -> dict:
             "folds": args.folds,
             "folds_run": sorted(only) if only is not None else list(range(args.folds)),
             "pooled": pooled,
-            "pooled_flip_tta": pooled_tta,
+            "pooled_other_votes": pooled_variants,
             "per_fold": {k: spread(k) for k in ("exact_match", "macro_roc_auc", "mean_precision")},
             "fold_details": folds,
         },
@@ -231,10 +252,14 @@ def table(r: dict) -> str:
         f"{_f(p['macro_roc_auc'])} | {_f(p['mean_precision'])} | {_f(p['good_vs_bad']['precision'])} | "
         f"{_f(p['good_vs_bad']['roc_auc'])} |",
     ]
-    t = r["session_grouped_cv"].get("pooled_flip_tta")
-    if t:
+    labels = {
+        "flip_tta": "same families, flip TTA (`--tta`)",
+        "undo_class_weights": "same families, class weights undone (`--undo-class-weights`)",
+        "both": "same families, both",
+    }
+    for name, t in r["session_grouped_cv"].get("pooled_other_votes", {}).items():
         rows.append(
-            f"| same folds, members voting on flip-averaged frames (`--tta`) | {_f(t['exact_match'])} | "
+            f"| {labels.get(name, name)} | {_f(t['exact_match'])} | "
             f"{_f(t['macro_roc_auc'])} | {_f(t['mean_precision'])} | {_f(t['good_vs_bad']['precision'])} | "
             f"{_f(t['good_vs_bad']['roc_auc'])} |"
         )

@@ -22,6 +22,7 @@ def run_evaluate_guess(
     demo_frames: int = 16,
     seed: int = 0,
     tta: bool = False,
+    undo_class_weights: bool = False,
 ) -> dict:
     """Load the family; evaluate on labelled ``data`` (or guess, or vote on simulated frames).
 
@@ -41,14 +42,28 @@ def run_evaluate_guess(
         print(f"{fam}: {len(frames)} frames from {data}")
     # The demo (no --data) shows what an operator sees: votes on new frames.
     if data is not None and not guess and frames.labelled.any():
-        m = evaluate_family(fam, frames, report=report, plots_dir=out_dir, tta=tta)
+        m = evaluate_family(
+            fam,
+            frames,
+            report=report,
+            plots_dir=out_dir,
+            tta=tta,
+            undo_class_weights=undo_class_weights,
+        )
         print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
         print(
             f"plots: {out_dir}/roc.png, confusion.png, gallery.png"
             + (f"; report: {report}" if report else "")
         )
         return m
-    res = guess_labels(fam, frames, out=out_dir / "guesses.csv", plots_dir=out_dir, tta=tta)
+    res = guess_labels(
+        fam,
+        frames,
+        out=out_dir / "guesses.csv",
+        plots_dir=out_dir,
+        tta=tta,
+        undo_class_weights=undo_class_weights,
+    )
     rates = ", ".join(f"{c} {r:.0%}" for c, r in res["positive_rate"].items())
     print(f"voted on {res['n']} frames; share voted positive: {rates}")
     print(f"votes: {out_dir}/guesses.csv; picture: {out_dir}/guesses.png")

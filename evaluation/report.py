@@ -121,11 +121,12 @@ def evaluate_family(
     plots_dir: str | Path | None = None,
     label_rule: str | None = None,
     tta: bool = False,
+    undo_class_weights: bool = False,
 ) -> dict:
     """Vote on the labelled frames, compute every metric, write JSON/Markdown/PNGs if asked.
 
     Unlabelled frames are skipped (their count is reported as ``n_skipped_unlabelled``).
-    ``tta``: members vote on flip-averaged probabilities (:meth:`Family.predict_members`).
+    ``tta`` and ``undo_class_weights`` as in :meth:`cnn_family.Family.vote`.
     """
     from evaluation import plots
 
@@ -140,9 +141,10 @@ def evaluate_family(
 
     cols = [CATEGORIES.index(c) for c in cats]
     y = y[:, cols]
-    vote = family.vote(sub.images, y, tta=tta)
+    vote = family.vote(sub.images, y, tta=tta, undo_class_weights=undo_class_weights)
     m = evaluate(vote.hard, vote.soft, y, cats, agreement=vote.agreement)
     m["tta"] = bool(tta)
+    m["undo_class_weights"] = bool(undo_class_weights)
     m["n_skipped_unlabelled"] = int((~mask).sum())
     m["label_rule"] = rule
     m["majority_class_exact_match"] = majority_class_baseline(y)
@@ -176,11 +178,12 @@ def guess_labels(
     out: str | Path | None = None,
     plots_dir=None,
     tta: bool = False,
+    undo_class_weights: bool = False,
 ) -> dict:
     """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked."""
     from evaluation import plots
 
-    vote = family.vote(frames.images, tta=tta)
+    vote = family.vote(frames.images, tta=tta, undo_class_weights=undo_class_weights)
     cats = list(family.categories)
     rows = []
     for i, name in enumerate(frames.names):

@@ -78,3 +78,25 @@ def test_tta_averages_the_four_flips_of_each_frame(tiny_family, sim_frames):
         tiny_family.predict_members(flat, tta=True), tiny_family.predict_members(flat), atol=1e-5
     )
     assert tiny_family.vote(x, tta=True).hard.shape == (4, 6)
+
+
+def test_undoing_class_weights_divides_the_balanced_odds_back_out(tiny_family):
+    fam = Family(tiny_family.members, manifest={"training": {"class_weight": "balanced"}})
+    probs = np.full((1, 6, 3), 0.5, np.float32)
+    probs[0, :, 0] = 0.9
+    with pytest.raises(FamilyFormatError, match="train_positive_rate"):
+        fam.undo_class_weights(probs)
+    fam.manifest["train_positive_rate"] = dict.fromkeys(CATEGORIES, 0.5)
+    np.testing.assert_allclose(fam.undo_class_weights(probs), probs, atol=1e-6)  # prior 1/2
+    fam.manifest["train_positive_rate"]["Tip change"] = 0.1
+    got = fam.undo_class_weights(probs)[0, CATEGORIES.index("Tip change")]
+    # odds 9 and 1, times 0.1 / 0.9
+    np.testing.assert_allclose(got, [0.5, 0.1, 0.1], atol=1e-6)
+    unweighted = Family(tiny_family.members, manifest={"training": {"class_weight": "none"}})
+    assert unweighted.undo_class_weights(probs) is probs
+
+
+def test_a_trained_family_records_its_training_prior(tiny_family_dir, sim_frames):
+    m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    want = sim_frames.labels().mean(axis=0)
+    np.testing.assert_allclose([m["train_positive_rate"][c] for c in CATEGORIES], want, atol=1e-6)

@@ -81,6 +81,11 @@ def test_shipped_family_demo_runs(tmp_path):
     assert (fam / "manifest.json").exists(), "the shipped family is missing from models/"
     assert main_evaluate_guess.main(["--demo-frames", "4", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "guesses.png").stat().st_size > 1000
+    # The shipped manifest carries its training prior, so both vote options work on it.
+    rep = tmp_path / "v.json"
+    args = ["--demo-frames", "4", "--out-dir", str(tmp_path), "--report", str(rep)]
+    assert main_evaluate_guess.main([*args, "--tta", "--undo-class-weights"]) == 0
+    assert json.loads(rep.read_text())["n"] == 4
 
 
 @needs_shared

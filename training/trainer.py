@@ -468,6 +468,12 @@ class _Probe:
             self.history = hist
 
 
+def positive_rates(frames: FrameSet, rule: str, categories) -> dict[str, float]:
+    """Share of positive frames per category under ``rule`` (the prior of each member)."""
+    y = frames.labels(rule)
+    return {c: round(float(y[:, CATEGORIES.index(c)].mean()), 6) for c in categories}
+
+
 def _data_summary(frames: FrameSet, data_path: str | None) -> dict:
     return {
         "path": str(data_path) if data_path else None,
@@ -631,6 +637,8 @@ def train_family(
         "vote": "each member's probability rounded at 0.5; 2 of 3 per category",
         "training": config.to_dict(),
         "data": data,
+        # What the class-balance weights hid: Family.vote(undo_class_weights=True) needs it.
+        "train_positive_rate": positive_rates(train, config.label_rule, config.categories),
         "versions": package_versions(),
         "command": command or " ".join([Path(sys.executable).name, *sys.argv]),
         "members": [{k: v for k, v in m.items() if not k.startswith("_")} for m in all_members],
