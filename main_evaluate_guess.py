@@ -74,6 +74,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             dry_run=args.dry_run or (args.live.startswith(("nanonis:", "watch:")) and not args.arm),
             log_dir=args.log_dir,
             seed=args.seed,
+            tta=args.tta,
+            undo_class_weights=args.undo_class_weights,
         )
 
     from evaluation.cli import DEFAULT_FAMILY, run_evaluate_guess

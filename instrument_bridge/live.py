@@ -66,12 +66,17 @@ def run_live(
     endpoint: str = "tcp://127.0.0.1:*",
     stop_after_good: int | None = None,
     plot: bool = True,
+    tta: bool = False,
+    undo_class_weights: bool = False,
 ) -> LoopSummary:
-    """Run the loop end to end and return its summary (also written to ``summary.json``)."""
+    """Run the loop end to end and return its summary (also written to ``summary.json``).
+
+    ``tta``/``undo_class_weights``: how the family votes (:meth:`cnn_family.Family.vote`).
+    """
     if voter is None:
         if family is None:
             raise ValueError("run_live: expected a family folder or a voter, got neither")
-        voter = family_voter(family)
+        voter = family_voter(family, tta=tta, undo_class_weights=undo_class_weights)
     log_dir = Path(log_dir)
     with contextlib.ExitStack() as stack:
         inst = make_instrument(instrument, seed=seed, stack=stack)
@@ -101,6 +106,8 @@ def live_main(
     dry_run: bool = False,
     log_dir: str | Path = "runs/live",
     seed: int = 0,
+    tta: bool = False,
+    undo_class_weights: bool = False,
 ) -> int:
     """The ``--live`` command: run the loop, print the summary and where the log is."""
     import dataclasses
@@ -122,6 +129,8 @@ def live_main(
         dry_run=dry_run,
         log_dir=log_dir,
         policy=cfg,
+        tta=tta,
+        undo_class_weights=undo_class_weights,
     )
     print(s.describe())
     print(f"session log: {log_dir}/records.jsonl, frames.h5; timeline: {log_dir}/timeline.png")

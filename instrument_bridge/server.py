@@ -45,15 +45,22 @@ log = logging.getLogger("instrument_bridge.server")
 Voter = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def family_voter(family) -> Voter:
-    """A voter from a :class:`cnn_family.Family` (or the path of one): one fused call per batch."""
+def family_voter(family, *, tta: bool = False, undo_class_weights: bool = False) -> Voter:
+    """A voter from a :class:`cnn_family.Family` (or the path of one): one fused call per batch.
+
+    ``tta`` and ``undo_class_weights`` as in :meth:`cnn_family.Family.vote`.
+    """
     if isinstance(family, str | Path):
         from cnn_family import Family
 
         family = Family.load(family)
+    if undo_class_weights:
+        family.undo_class_weights(
+            np.full((1, len(family.categories), family.k), 0.5)
+        )  # fail at start, not at the first scan
 
     def vote(frames: np.ndarray):
-        v = family.vote(frames)
+        v = family.vote(frames, tta=tta, undo_class_weights=undo_class_weights)
         return v.soft, v.hard, v.agreement
 
     return vote

@@ -270,3 +270,19 @@ def test_live_loop_through_the_fake_nanonis_controller(tmp_path):
     assert s.scans == 8
     verdicts = [r for r in read_log(tmp_path) if r["type"] == "verdict"]
     assert len(verdicts) == 8 and verdicts[0]["scan"]["source"].endswith(".sxm")
+
+
+def test_family_voter_passes_the_vote_options(tiny_family_dir, sim_frames):
+    from cnn_family import Family, FamilyFormatError
+    from instrument_bridge.server import family_voter
+
+    soft, hard, agree = family_voter(tiny_family_dir, tta=True, undo_class_weights=True)(
+        sim_frames.images[:3]
+    )
+    assert soft.shape == hard.shape == agree.shape == (3, 6)
+    m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    m.pop("train_positive_rate")
+    fam = Family.load(tiny_family_dir)
+    fam.manifest = m
+    with pytest.raises(FamilyFormatError, match="train_positive_rate"):
+        family_voter(fam, undo_class_weights=True)
