@@ -234,8 +234,45 @@ def run(args) -> dict:
     out = Path(args.out)
     write_json_atomic(out, result)
     print(f"wrote {out}")
+    plots(result, pooled_vote, y[held], out.with_suffix(""))
     print(table(result))
     return result
+
+
+def plots(r: dict, vote, y: np.ndarray, stem: Path) -> None:
+    """``<stem>_roc.png``, ``<stem>_confusion.png`` (pooled out-of-fold votes) and
+    ``<stem>_votes.png``: per-category precision and recall of each way to vote."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from evaluation import plots as ep
+
+    cats = list(vote.categories)
+    ep.plot_roc(vote.soft, y, cats, f"{stem}_roc.png")
+    ep.plot_confusion(vote.hard, y, cats, f"{stem}_confusion.png")
+    cv = r["session_grouped_cv"]
+    ways = {"2018 vote": cv["pooled"]}
+    names = {"flip_tta": "flip TTA", "undo_class_weights": "weights undone", "both": "both"}
+    ways.update({names.get(k, k): v for k, v in cv.get("pooled_other_votes", {}).items()})
+    fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
+    x = np.arange(len(cats))
+    w = 0.8 / len(ways)
+    for ax, key in zip(axes, ("precision", "recall"), strict=True):
+        for i, (name, m) in enumerate(ways.items()):
+            vals = [m["per_category"][c][key] for c in cats]
+            ax.bar(x + (i - (len(ways) - 1) / 2) * w, vals, w, label=name)
+        if key == "precision":
+            ax.axhline(0.89, color="k", ls="--", lw=0.8, label="anchor mean (Gordon 2019)")
+        ax.set_xticks(x, [c.replace(" ", "\n") for c in cats], fontsize=8)
+        ax.set_title(f"{key}, held-out sessions (pooled {cv['folds']}-fold CV)")
+        ax.set_ylim(0, 1)
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].legend(fontsize=7, loc="upper left")
+    fig.tight_layout()
+    fig.savefig(f"{stem}_votes.png", dpi=110)
+    plt.close(fig)
 
 
 def _f(v) -> str:
