@@ -187,11 +187,13 @@ def _frame_surface(fp: FrameParams, tips, rows_of_tip) -> np.ndarray:
         other = _lattice_image(fp, tips, rows_of_tip, s.rotation + 90.0, x, y, dx_of_y)
         img = np.where(side, other + STEP_HEIGHT, img)
     if s.blobs:
-        # Defects read 1.5-3x the lattice's apparent corrugation, whatever the tip.
+        # The tallest defect reads defect_contrast x the lattice's apparent corrugation,
+        # whatever the tip.
         corr = float(np.ptp(img)) or 1.0
         for tip, rows in zip(tips, rows_of_tip, strict=True):
             d = _defects(fp, tip, x, y[rows])
-            img[rows] += d * (0.8 * corr / max(float(d.max()), 1e-9) if d.max() > 0 else 0.0)
+            k = s.defect_contrast * corr / max(float(np.abs(d).max()), 1e-9)
+            img[rows] += d * (k if np.abs(d).max() > 0 else 0.0)
     return img
 
 
