@@ -130,7 +130,9 @@ def gallery(real, yr, sim, ys, categories, out: Path, per: int = 4, seed: int = 
     plt.close(fig)
 
 
-def transfer(sim_n: int, real, y, *, width: float, epochs: int, seed: int) -> dict:
+def transfer(
+    sim_n: int, real, y, *, width: float, epochs: int, seed: int, preset: str = "default"
+) -> dict:
     from cnn_family import Family
     from evaluation.metrics import evaluate
     from stm_sim.dataset import make_frameset
@@ -138,14 +140,15 @@ def transfer(sim_n: int, real, y, *, width: float, epochs: int, seed: int) -> di
     from training.data import CATEGORIES
     from training.trainer import train_family
 
-    sim = make_frameset(sim_n, seed=seed + 1)
+    sim = make_frameset(sim_n, seed=seed + 1, preset=preset)
     cfg = TrainConfig(width=width, epochs=epochs, seed=seed)
+    tag = "" if preset == "default" else f"_{preset}"
     d = train_family(
-        sim, cfg, ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}", verbose=0
+        sim, cfg, ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}{tag}", verbose=0
     )
     v = Family.load(d).vote(real.images, y)
     m = evaluate(v.hard, v.soft, y, CATEGORIES)
-    m["train"] = {"simulated_frames": sim_n, "width": width, "epochs": epochs}
+    m["train"] = {"simulated_frames": sim_n, "width": width, "epochs": epochs, "preset": preset}
     return m
 
 
@@ -163,8 +166,16 @@ def main(argv=None) -> int:
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--epochs", type=int, default=8)
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default=str(RESULTS / "realism.json"))
+    ap.add_argument(
+        "--preset",
+        default="default",
+        help="simulator sampling preset (stm_sim.dataset.PRESETS); plots get a _<preset> suffix",
+    )
+    ap.add_argument("--out", default=None, help="default: results/realism[_<preset>].json")
     args = ap.parse_args(argv)
+    sfx = "" if args.preset == "default" else "_" + args.preset.replace("-", "_")
+    if args.out is None:
+        args.out = str(RESULTS / f"realism{sfx}.json")
     if not Path(args.data).exists():
         print(
             f"real frames not found: {args.data} (see ../shared/data/hsi/README.md)",
@@ -177,25 +188,25 @@ def main(argv=None) -> int:
     from training.io import write_json_atomic
 
     print("== speed", flush=True)
-    make_arrays(50, seed=99)
+    make_arrays(50, seed=99, preset=args.preset)
     t = time.perf_counter()
-    make_arrays(args.speed_frames, seed=99)
+    make_arrays(args.speed_frames, seed=99, preset=args.preset)
     fps = args.speed_frames / (time.perf_counter() - t)
     print(f"   {fps:.0f} frames/s", flush=True)
 
     real = load_frames(args.data)
     real = real.subset(real.labelled)
     yr = real.labels("gt0.5")
-    sim = make_frameset(args.sim, seed=args.seed)
+    sim = make_frameset(args.sim, seed=args.seed, preset=args.preset)
     ys = sim.labels("gt0.5")
     RESULTS.mkdir(parents=True, exist_ok=True)
     print("== spectra", flush=True)
-    dist = spectra_plot(real, yr, sim, ys, CATEGORIES, RESULTS / "realism_rapsd.png")
+    dist = spectra_plot(real, yr, sim, ys, CATEGORIES, RESULTS / f"realism_rapsd{sfx}.png")
     print(f"   {dist}", flush=True)
     print("== real vs simulated classifier", flush=True)
     auc = real_vs_sim(real, sim, seed=args.seed)
     print(f"   ROC-AUC {auc:.3f}", flush=True)
-    gallery(real, yr, sim, ys, CATEGORIES, RESULTS / "realism_gallery.png", seed=args.seed)
+    gallery(real, yr, sim, ys, CATEGORIES, RESULTS / f"realism_gallery{sfx}.png", seed=args.seed)
     res = {
         "machine_cores": __import__("os").cpu_count(),
         "frames_per_second": fps,
@@ -204,11 +215,18 @@ def main(argv=None) -> int:
         "sim_to_real": None,
         "n_real": len(real),
         "n_sim": len(sim),
+        "preset": args.preset,
     }
     if not args.skip_transfer:
         print("== sim -> real transfer (a family trained on simulated frames only)", flush=True)
         m = transfer(
-            args.transfer_frames, real, yr, width=args.width, epochs=args.epochs, seed=args.seed
+            args.transfer_frames,
+            real,
+            yr,
+            width=args.width,
+            epochs=args.epochs,
+            seed=args.seed,
+            preset=args.preset,
         )
         res["sim_to_real"] = {
             "macro_roc_auc": m["macro_roc_auc"],

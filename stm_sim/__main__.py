@@ -22,6 +22,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     mk.add_argument(
         "--workers", type=int, default=None, help="processes (default: all cores from 2,000 frames)"
     )
+    mk.add_argument(
+        "--preset",
+        default="default",
+        choices=["default", "fast-axis"],
+        help="sampling preset (stm_sim.dataset.PRESETS; 'default' is the measured one)",
+    )
     args = ap.parse_args(argv)
 
     from stm_sim.dataset import make_frameset
@@ -35,9 +41,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         session_length=args.session_length,
         progress=True,
         workers=args.workers,
+        preset=args.preset,
     )
     dt = time.perf_counter() - t
-    save_frames(fs, args.out, attrs={"source": f"stm_sim seed {args.seed}"})
+    save_frames(fs, args.out, attrs={"source": f"stm_sim seed {args.seed} preset {args.preset}"})
     print(
         f"wrote {args.out}: {len(fs)} frames in {len(set(fs.sessions))} sessions ({len(fs) / dt:.0f} frames/s)"
     )

@@ -7,7 +7,8 @@ Label rules (applied by :func:`labels_from_params`, documented here once):
 * **Rows**: ``1.7 < tip.sigma <= 2.7`` Å, or a tip elongated along the rows (>= 1.8x).
 * **Asymmetries**: buckled dimers (``buckling >= 0.25``) seen by a tip that resolves dimers
   (``sigma <= 1.7``), or a lopsided tip (a second apex weighing 0.15-0.3).
-* **Tip change**: the tip changed at a scan line inside the frame.
+* **Tip change**: the tip changed at a scan line inside the frame (for good, or for a band of
+  lines after which the old tip is back).
 * **Bad/blurry**: ``tip.sigma > 2.7`` Å, a second apex weighing >= 0.3 (ghosts), heavy noise,
   feedback ringing or a crash.
 
@@ -67,6 +68,8 @@ class ScanParams:
         0.03  # x frame span (band-limited measurement noise, see render.BAND_CUTOFF)
     )
     pink_noise: float = 0.02
+    feedback_lag: float = 0.0  # pixels: time constant of the z feedback along the fast axis
+    noise_lines: bool = False  # measurement noise correlated along lines only (not isotropic)
     line_offsets: float = 0.0
     hum: float = 0.0
     hum_period: float = 97.0  # pixels of scan time
@@ -85,6 +88,7 @@ class TipChange:
     jump: float = 0.0
     streak: float = 0.3
     streak_lines: int = 2
+    until: int | None = None  # the old tip is back from this line on: a band (picked-up atom)
 
 
 @dataclasses.dataclass
@@ -117,8 +121,9 @@ def _bad_tip(t: TipParams) -> bool:
 def labels_from_params(fp: FrameParams) -> np.ndarray:
     """The six 0/1 labels of a frame, by the rules in this module's docstring."""
     main = fp.tip
-    if fp.tip_change is not None and fp.tip_change.line < fp.size / 2:
-        main = fp.tip_change.after
+    tc = fp.tip_change
+    if tc is not None and (min(tc.until or fp.size, fp.size) - tc.line) > fp.size / 2:
+        main = tc.after
     atoms, dimers, rows = _lattice_class(main)
     resolves = main.sigma <= 1.7
     lopsided = 0.15 <= main.second_apex < 0.3

@@ -9,8 +9,10 @@ Physics, calibrated on the Nottingham frames (DESIGN §1.3):
 * the tip as a kernel applied in Fourier space: a Gaussian apex of width ``tip_sigma`` (Å),
   elongated or lopsided, or several apices (ghost copies);
 * scanning: drift shear and creep (in the coordinates), a tip change spliced at a scan line
-  with streaks, 1/f and band-limited noise, line offsets, mains hum, glitches, feedback ringing and
-  crashed (clipped) regions;
+  with streaks (the new apex a little aside; sometimes the old tip returns lines later, a band),
+  a lagging z feedback (a causal low-pass along the fast axis), 1/f noise, measurement noise
+  correlated along lines but not between them, line offsets, mains hum, glitches, feedback
+  ringing and crashed (clipped) regions;
 * the export of the real pipeline: per-line mean subtraction, per-frame min-max, 8 bit.
 
 Speed: the lattice is periodic and the tip acts linearly, so the tip-blurred lattice is a
@@ -20,7 +22,8 @@ axes, exp(i(kx x + ky y)) = exp(i ky y) exp(i kx x), and so is drift (the shear 
 x by an amount that depends on y only), so a whole frame is one small complex matrix product
 (rows x G) @ (G x columns), with only the harmonics the tip lets through. Defects are
 Gaussians blurred by a Gaussian apex: again Gaussians, again separable (an elongated apex is
-taken as round for them). 1/f noise and band-limited measurement noise are cut from fixed banks of precomputed fields.
+taken as round for them). 1/f noise and the measurement noise are cut from fixed banks of
+precomputed fields; the feedback lag is one matrix product with a cached kernel.
 """
 
 from __future__ import annotations
@@ -191,6 +194,8 @@ def _frame_surface(fp: FrameParams, tips, rows_of_tip) -> np.ndarray:
         # whatever the tip.
         corr = float(np.ptp(img)) or 1.0
         for tip, rows in zip(tips, rows_of_tip, strict=True):
+            if len(rows) == 0:
+                continue
             d = _defects(fp, tip, x, y[rows])
             k = s.defect_contrast * corr / max(float(np.abs(d).max()), 1e-9)
             img[rows] += d * (k if np.abs(d).max() > 0 else 0.0)
@@ -212,7 +217,7 @@ def _noise_bank(kind: str) -> np.ndarray:
     ``"pink"``: 1/f amplitude; ``"band"``: white through a first-order low-pass.
     """
     if kind not in _BANKS:
-        r = np.random.default_rng(20260101 if kind == "pink" else 20260102)
+        r = np.random.default_rng({"pink": 20260101, "band": 20260102}.get(kind, 20260103))
         n = 256
         _BANKS[kind] = np.stack([_noise_field(r, (n, n), kind) for _ in range(16)])
     return _BANKS[kind]
@@ -226,6 +231,11 @@ def _noise_field(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     if kind == "pink":
         f[0, 0] = 1.0
         gain = 1.0 / f
+    elif kind == "line":
+        # Correlated along the fast axis only: the feedback loop low-passes the signal in scan
+        # time, and consecutive lines are far apart in time (real frames have more high-
+        # frequency power between lines than along them).
+        gain = np.broadcast_to(1.0 / np.sqrt(1.0 + (fx / BAND_CUTOFF) ** 2), f.shape)
     else:
         gain = 1.0 / np.sqrt(1.0 + (f / BAND_CUTOFF) ** 2)
     spec = (rng.standard_normal(f.shape) + 1j * rng.standard_normal(f.shape)) * gain
@@ -256,13 +266,36 @@ def _pink(rng: np.random.Generator, shape) -> np.ndarray:
     return _noise(rng, shape, "pink")
 
 
-def _band(rng: np.random.Generator, shape) -> np.ndarray:
-    return _noise(rng, shape, "band")
+def _band(rng: np.random.Generator, shape, lines: bool = False) -> np.ndarray:
+    return _noise(rng, shape, "line" if lines else "band")
+
+
+_LAG: dict = {}
+
+
+def _feedback_lag(img: np.ndarray, lag: float) -> np.ndarray:
+    """A first-order low-pass along the fast axis (``lag`` pixels): the z feedback follows the
+    surface with a delay, so real frames are smoother along lines than across them.
+
+    One matrix product with a cached causal exponential kernel (``lag`` rounded to 0.05 px).
+    """
+    n = img.shape[1]
+    key = (n, round(lag * 20))
+    if key not in _LAG:
+        a = np.exp(-1.0 / (key[1] / 20))
+        k = np.arange(n)
+        d = k[None, :] - k[:, None]  # column j takes pixel i <= j with weight a^(j-i)
+        w = np.where(d >= 0, a ** np.maximum(d, 0), 0.0)
+        w /= w.sum(axis=0, keepdims=True)  # unit DC gain, also at the line start
+        _LAG[key] = w.astype(np.float32)
+    return img @ _LAG[key]
 
 
 def _scan_artefacts(img: np.ndarray, fp: FrameParams, rng: np.random.Generator) -> np.ndarray:
     n_rows, n = img.shape
     sc = fp.scan
+    if sc.feedback_lag >= 0.05:
+        img = _feedback_lag(img, sc.feedback_lag)
     span = float(np.ptp(img)) or 1.0
     if sc.ringing:
         # Feedback ringing: a damped oscillation after every edge along the fast axis.
@@ -293,7 +326,7 @@ def _scan_artefacts(img: np.ndarray, fp: FrameParams, rng: np.random.Generator) 
     if sc.crash is not None:
         r0, r1 = sc.crash
         img[r0:r1] = img.max() + span * 0.5 + 0.1 * span * rng.standard_normal((len(img[r0:r1]), n))
-    img += np.float32(sc.white_noise * span) * _band(rng, img.shape)
+    img += np.float32(sc.white_noise * span) * _band(rng, img.shape, sc.noise_lines)
     return img
 
 
@@ -339,12 +372,16 @@ def _height(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarr
     else:
         # Below the change line another tip scans: splice its rows in.
         line = int(np.clip(tc.line, 0, size))
-        img = _frame_surface(fp, [fp.tip, tc.after], [rows[:line], rows[line:]])
+        end = size if tc.until is None else int(np.clip(tc.until, line, size))
+        img = _frame_surface(
+            fp, [fp.tip, tc.after, fp.tip], [rows[:line], rows[line:end], rows[end:]]
+        )
         span = float(np.ptp(img))
-        img[line:] += tc.jump * span
-        w = min(tc.streak_lines, size - line)
-        if w > 0:
-            img[line : line + w] += tc.streak * span * rng.standard_normal((w, 1))
+        img[line:end] += tc.jump * span
+        for at in (line, end) if end < size else (line,):
+            w = min(tc.streak_lines, size - at)
+            if w > 0:
+                img[at : at + w] += tc.streak * span * rng.standard_normal((w, 1))
     img = _scan_artefacts(img, fp, rng)
     if fp.lines_done is not None and fp.lines_done < size:
         img[fp.lines_done :] = np.nan

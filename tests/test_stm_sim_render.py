@@ -2,6 +2,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pytest
 from conftest import ROOT
 
 from stm_sim import TipChange, TipParams, labels_from_params, render, sample_frame_params
@@ -93,3 +94,58 @@ def test_dataset_is_the_same_with_any_number_of_workers():
     b = make_arrays(40, seed=9, session_length=8, workers=2)
     assert np.array_equal(a["images"], b["images"]) and np.array_equal(a["names"], b["names"])
     assert len(set(a["sessions"])) >= 3
+
+
+def test_feedback_lag_smooths_along_lines_only():
+    lag = sys.modules["stm_sim.render"]._feedback_lag  # the module is shadowed by render()
+    img = np.zeros((8, 32), np.float32)
+    img[:, 16:] = 1.0  # an edge across the fast axis
+    img[4] *= 0.5  # and one line apart from the others
+    out = lag(img, 3.0)
+    assert np.allclose(out[:, :16], img[:, :16]) and np.allclose(out[:, -1], img[:, -1], atol=0.02)
+    assert 0.2 < out[0, 17] < 0.6  # the feedback lags behind the edge ...
+    assert np.allclose(out[4], 0.5 * out[0])  # ... but lines are not mixed
+    sharp = _clean(0.5, rotation=45.0)
+    lagged = _clean(0.5, rotation=45.0)
+    lagged.scan.feedback_lag = 6.0
+    a, b = render(sharp).astype(float), render(lagged).astype(float)
+    assert np.abs(np.diff(b, axis=1)).mean() < 0.8 * np.abs(np.diff(a, axis=1)).mean()
+
+
+def test_measurement_noise_is_correlated_along_lines_not_across():
+    fp = FrameParams(
+        tip=TipParams(sigma=4.0), scan=ScanParams(white_noise=1.0, pink_noise=0.0, noise_lines=True)
+    )
+    img = render(fp, np.random.default_rng(0)).astype(float)
+    # Noise dominates: neighbours along a line agree far more than neighbours across lines.
+    along = np.corrcoef(img[:, :-1].ravel(), img[:, 1:].ravel())[0, 1]
+    across = np.corrcoef(img[:-1].ravel(), img[1:].ravel())[0, 1]
+    assert along > 0.5 and abs(across) < 0.2
+
+
+def test_a_temporary_tip_change_makes_a_band():
+    tc = TipChange(line=40, until=80, after=TipParams(sigma=3.5), streak=0.0, streak_lines=0)
+    fp = _clean(0.5, rotation=90.0, tip_change=tc)
+    img = render(fp).astype(float)
+    rough = np.abs(np.diff(img, axis=1)).mean(axis=1)
+    assert (
+        rough[:36].mean() > 3 * rough[44:76].mean() and rough[84:].mean() > 3 * rough[44:76].mean()
+    )
+    assert labels_from_params(fp)[4] == 1
+    # The band is under half the frame: the lattice labels are the old (sharp) tip's.
+    assert labels_from_params(fp)[1] == 1
+
+
+def test_presets_change_the_scan_and_reject_unknown_names():
+    a = make_arrays(30, seed=2, session_length=10, workers=1)
+    b = make_arrays(30, seed=2, session_length=10, workers=1, preset="fast-axis")
+    assert a["images"].shape == b["images"].shape and not np.array_equal(a["images"], b["images"])
+
+    # Smoother along lines relative to across them (a lagging feedback, noise along lines).
+    def along_over_across(f):
+        x = f["images"].astype(float)
+        return np.abs(np.diff(x, axis=2)).mean() / np.abs(np.diff(x, axis=1)).mean()
+
+    assert along_over_across(b) < along_over_across(a)
+    with pytest.raises(ValueError, match="fast-axis"):
+        make_arrays(5, preset="fast")
