@@ -1,0 +1,113 @@
+"""A cheap sim -> real yardstick for tuning the simulator: about a CPU-minute per run.
+
+    python benchmarks/transfer_proxy.py --preset default --preset fast-axis --seeds 0 1
+
+One small 6-output CNN (inputs halved to 64 px, 4 conv blocks) is trained on simulated frames
+only and scored on every labelled real frame of ``hsi128_dev.h5``: mean and per-category
+ROC-AUC. The benchmark family (``benchmarks/realism.py``) takes 25 CPU-minutes a run, so use this
+proxy to screen changes, and the family to confirm them. Single runs move by about ±0.03, so
+compare means over seeds. Writes ``benchmarks/results/transfer_proxy.json``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
+
+
+def proxy_model(seed: int):
+    import keras
+
+    keras.utils.set_random_seed(seed)
+    layers = keras.layers
+    inp = keras.Input((128, 128, 1))
+    x = layers.Rescaling(1 / 255.0)(inp)
+    x = layers.AveragePooling2D(2)(x)
+    for f in (16, 32, 48, 64):
+        for _ in range(2):
+            x = layers.Conv2D(f, 3, padding="same", use_bias=False)(x)
+            x = layers.BatchNormalization()(x)
+            x = layers.Activation("elu")(x)
+        x = layers.MaxPooling2D(2)(x)
+    x = layers.GlobalAveragePooling2D()(x)
+    model = keras.Model(inp, layers.Dense(6, activation="sigmoid")(x))
+    model.compile(optimizer=keras.optimizers.Adam(2e-3), loss="binary_crossentropy")
+    return model
+
+
+def run(real_x, real_y, *, preset: str, n: int, seed: int, epochs: int) -> dict:
+    from sklearn.metrics import roc_auc_score
+
+    from stm_sim.dataset import make_frameset
+
+    sim = make_frameset(n, seed=seed + 1, preset=preset)
+    t = time.perf_counter()
+    model = proxy_model(seed)
+    model.fit(sim.images[..., None], sim.labels("gt0.5"), batch_size=64, epochs=epochs, verbose=0)
+    p = model.predict(real_x[..., None], batch_size=256, verbose=0)
+    aucs = [float(roc_auc_score(real_y[:, c], p[:, c])) for c in range(real_y.shape[1])]
+    return {
+        "mean_roc_auc": float(np.mean(aucs)),
+        "roc_auc": aucs,
+        "seconds": time.perf_counter() - t,
+    }
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument(
+        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
+    )
+    ap.add_argument("--preset", action="append", help="repeatable (default: default)")
+    ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
+    ap.add_argument("--n", type=int, default=5000, help="simulated training frames")
+    ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transfer_proxy.json"))
+    args = ap.parse_args(argv)
+    if not Path(args.data).exists():
+        print(
+            f"real frames not found: {args.data} (see ../shared/data/hsi/README.md)",
+            file=sys.stderr,
+        )
+        return 2
+    from training.data import CATEGORIES, load_frames
+    from training.io import write_json_atomic
+
+    real = load_frames(args.data)
+    real = real.subset(real.labelled)
+    y = real.labels("gt0.5")
+    res = {"categories": list(CATEGORIES), "n_real": len(real), "n_sim": args.n, "presets": {}}
+    for preset in args.preset or ["default"]:
+        runs = []
+        for seed in args.seeds:
+            r = run(real.images, y, preset=preset, n=args.n, seed=seed, epochs=args.epochs)
+            runs.append(r)
+            print(f"{preset} seed {seed}: mean ROC-AUC {r['mean_roc_auc']:.3f}", flush=True)
+        means = [r["mean_roc_auc"] for r in runs]
+        res["presets"][preset] = {
+            "mean_roc_auc": float(np.mean(means)),
+            "spread": float(np.ptp(means)),
+            "per_category": dict(
+                zip(CATEGORIES, np.mean([r["roc_auc"] for r in runs], 0).tolist(), strict=True)
+            ),
+            "runs": runs,
+        }
+        print(f"== {preset}: {np.mean(means):.3f} over seeds {args.seeds}", flush=True)
+    write_json_atomic(Path(args.out), res)
+    print(f"wrote {args.out}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
