@@ -9,6 +9,8 @@ from collections.abc import Sequence
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    from stm_sim.dataset import PRESETS
+
     ap = argparse.ArgumentParser(prog="python -m stm_sim", description="H:Si(100) STM simulator")
     sub = ap.add_subparsers(dest="cmd", required=True)
     mk = sub.add_parser(
@@ -25,7 +27,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     mk.add_argument(
         "--preset",
         default="default",
-        choices=["default", "fast-axis"],
+        choices=sorted(PRESETS),
         help="sampling preset (stm_sim.dataset.PRESETS; 'default' is the measured one)",
     )
     args = ap.parse_args(argv)

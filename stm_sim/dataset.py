@@ -31,8 +31,9 @@ CHANGE_P = 0.12  # chance that the tip changes during a frame
 # "fast-axis" adds what a look at the real frames suggested in session 5: a lagging feedback
 # (smooth along lines), measurement noise correlated along lines only, three times the 1/f
 # noise, and tip changes that shift the lattice sideways or come back as a band. A small proxy
-# CNN transferred better with it (mean ROC-AUC 0.66 -> 0.70) but the benchmark family did not
-# (0.656 -> 0.630, benchmarks/results/realism_fast_axis.json), so it is not the default.
+# CNN transferred a little better with it (mean ROC-AUC 0.653 -> 0.670 over 3 seeds,
+# benchmarks/transfer_proxy.py) but one benchmark family did not (0.656 -> 0.630,
+# benchmarks/results/realism_fast_axis.json): not the default until family runs over seeds agree.
 PRESETS: dict[str, dict[str, object]] = {
     "default": {"change_shift": 0.0, "band_p": 0.0, "lag": None, "lines": False, "pink": 1.0},
     "fast-axis": {
