@@ -39,8 +39,22 @@ from collections.abc import Iterator
 import numpy as np
 
 from instrument_bridge.instrument import InstrumentTimeout, ScanResult
-from stm_sim import TIP_STATES, TipChange, labels_from_params, sample_frame_params, sample_tip
-from stm_sim.params import TipParams, _bad_tip, _lattice_class
+from stm_sim import (
+    TIP_STATES,
+    TipChange,
+    labels_from_params,
+    sample_frame_params,
+    sample_rotation,
+    sample_tip,
+)
+from stm_sim.params import (
+    SIGMA_ATOMS,
+    SIGMA_DIMERS,
+    SIGMA_ROWS,
+    TipParams,
+    _bad_tip,
+    _lattice_class,
+)
 from stm_sim.render import render_height
 
 STATES = tuple(TIP_STATES)  # atoms, dimers, rows, blunt
@@ -71,7 +85,7 @@ def tip_is_good(tip: TipParams) -> bool:
 
 def _state_of(tip: TipParams) -> str:
     # The same apex-width thresholds as the label rules in stm_sim.params.
-    for name, top in (("atoms", 0.7), ("dimers", 1.7), ("rows", 2.7)):
+    for name, top in (("atoms", SIGMA_ATOMS), ("dimers", SIGMA_DIMERS), ("rows", SIGMA_ROWS)):
         if tip.sigma <= top:
             return name
     return "blunt"
@@ -136,7 +150,7 @@ class SimulatedMicroscope:
         return str(self.rng.choice(STATES, p=np.asarray(p) / np.sum(p)))
 
     def _draw_rotation(self) -> float:
-        return float(self.rng.choice([0.0, 45.0, 90.0, 135.0]) + self.rng.uniform(-3, 3))
+        return sample_rotation(self.rng)
 
     def _new_tip(self, state: str) -> TipParams:
         return sample_tip(self.rng, state)

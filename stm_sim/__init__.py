@@ -17,6 +17,7 @@ from stm_sim.params import (
     TipParams,
     labels_from_params,
     sample_frame_params,
+    sample_rotation,
     sample_tip,
 )
 from stm_sim.render import export, render, render_height
@@ -34,5 +35,6 @@ __all__ = [
     "render",
     "render_height",
     "sample_frame_params",
+    "sample_rotation",
     "sample_tip",
 ]
