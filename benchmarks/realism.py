@@ -142,7 +142,7 @@ def transfer(
 
     sim = make_frameset(sim_n, seed=seed + 1, preset=preset)
     cfg = TrainConfig(width=width, epochs=epochs, seed=seed)
-    tag = "" if preset == "default" else f"_{preset}"
+    tag = ("" if preset == "default" else f"_{preset}") + (f"_seed{seed}" if seed else "")
     d = train_family(
         sim, cfg, ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}{tag}", verbose=0
     )
@@ -174,6 +174,8 @@ def main(argv=None) -> int:
     ap.add_argument("--out", default=None, help="default: results/realism[_<preset>].json")
     args = ap.parse_args(argv)
     sfx = "" if args.preset == "default" else "_" + args.preset.replace("-", "_")
+    # Another seed is another run: its own run dir (see transfer) and its own files.
+    sfx += f"_seed{args.seed}" if args.seed else ""
     if args.out is None:
         args.out = str(RESULTS / f"realism{sfx}.json")
     if not Path(args.data).exists():
