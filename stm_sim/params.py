@@ -33,12 +33,12 @@ CATEGORIES: tuple[str, ...] = (
     "Bad/blurry",
 )
 
-# Tip states of the simulated microscope and their apex-width ranges (Å).
 # The label thresholds on the apex width (Å): atoms up to SIGMA_ATOMS, dimers up to SIGMA_DIMERS,
 # rows up to SIGMA_ROWS, blurry beyond. Calibrated on the real frames' spectra: the median power
 # at the dimer pitch relative to the row period is 1.40 / 0.31 / 0.04 in real frames labelled
 # Individual atoms / Dimers / Rows; these thresholds give the simulated classes the same ladder.
 SIGMA_ATOMS, SIGMA_DIMERS, SIGMA_ROWS = 0.7, 1.3, 2.4
+# Tip states of the simulated microscope and their apex-width ranges (Å), inside the thresholds.
 TIP_STATES = {"atoms": (0.3, 0.7), "dimers": (0.75, 1.25), "rows": (1.4, 2.3), "blunt": (2.6, 4.5)}
 
 
