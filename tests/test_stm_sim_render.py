@@ -184,3 +184,28 @@ def test_presets_change_the_scan_and_reject_unknown_names():
     assert along_over_across(b) < along_over_across(a)
     with pytest.raises(ValueError, match="fast-axis"):
         make_arrays(5, preset="fast")
+
+
+def test_a_blunt_tip_buries_the_rows_in_noise_and_defects():
+    from stm_sim.render import _blunt_gain
+
+    for state_sigma in (0.5, 1.0, 2.3):  # atoms, dimers, rows tips: as before
+        assert _blunt_gain([TipParams(sigma=state_sigma)]) == 1.0
+    assert _blunt_gain([TipParams(sigma=3.0)]) > 1.0
+    # A tip change keeps the gain of its sharper part.
+    assert _blunt_gain([TipParams(sigma=1.0), TipParams(sigma=4.0)]) == 1.0
+
+    def row_share(sigma):
+        fp = FrameParams(
+            fov=37.0,
+            tip=TipParams(sigma=sigma),
+            surface=SurfaceParams(rotation=90.0),
+            scan=ScanParams(white_noise=0.0, pink_noise=0.03),
+        )
+        img = render(fp, np.random.default_rng(0)).astype(float)
+        return _power_along(img, 7.68 / (37.0 / 128), axis=1)
+
+    # Same 1/f noise relative to the lattice a sharp tip would show: the blunt frame's rows
+    # fade into it, the rows tip's do not.
+    assert row_share(2.2) > 0.5
+    assert row_share(4.0) < 0.5 * row_share(2.2)
