@@ -323,9 +323,10 @@ def _scan_artefacts(
     if sc.feedback_lag >= 0.05:
         img = _feedback_lag(img, sc.feedback_lag)
     span0 = float(np.ptp(img)) or 1.0
-    # The slow noise (1/f, hum, line offsets) keeps its size under a blunt tip; the fast,
-    # band-limited measurement noise is kept relative to what the tip shows, as the real
-    # blurry frames carry little more power above 14 cycles per frame than the sharp ones.
+    # Under a blunt tip the slow noise (1/f, hum, line offsets), glitches and ringing keep their
+    # size (floor = gain x the lattice a sharp tip would show). The fast, band-limited
+    # measurement noise stays relative to what the tip shows: simulated blurry frames already
+    # carry more of their power above 14 cycles per frame than real ones (0.15 against 0.055).
     span = max(span0, floor)
     if sc.ringing:
         # Feedback ringing: a damped oscillation after every edge along the fast axis.
