@@ -82,6 +82,9 @@ class ScanParams:
     hum_period: float = 97.0  # pixels of scan time
     hum_phase: float = 0.0
     glitches: tuple = ()  # (row, x0, length, amplitude)
+    # (raster start pixel, length in pixels, amplitude): an unstable tip jumps and jumps back,
+    # the height offset lasting from mid-line to some pixel lines later (raster order).
+    flickers: tuple = ()
     ringing: float = 0.0
     ringing_period: float = 6.0
     ringing_decay: float = 8.0
@@ -96,6 +99,32 @@ class TipChange:
     streak: float = 0.3
     streak_lines: int = 2
     until: int | None = None  # the old tip is back from this line on: a band (picked-up atom)
+    toggles: tuple = ()  # more lines after ``line`` where the tip flips back and forth again
+
+    def segments(self, size: int) -> list[tuple[int, int, bool]]:
+        """``(first line, end line, new tip?)`` for the scanned lines, top to bottom.
+
+        >>> TipChange(line=40, after=TipParams(), toggles=(60,)).segments(128)
+        [(0, 40, False), (40, 60, True), (60, 128, False)]
+        """
+        line = int(np.clip(self.line, 0, size))
+        cuts = [line]
+        for t in sorted(int(t) for t in (*self.toggles, self.until) if t is not None):
+            if cuts[-1] < t < size:
+                cuts.append(t)
+        out = [(0, line, False)] if line > 0 else []
+        for k, a in enumerate(cuts):
+            b = cuts[k + 1] if k + 1 < len(cuts) else size
+            if b > a:
+                out.append((a, b, k % 2 == 0))
+        return out
+
+    def new_tip_lines(self, size: int) -> int:
+        return sum(b - a for a, b, new in self.segments(size) if new)
+
+    def ends_new(self, size: int) -> bool:
+        """Whether the new tip is the one scanning at the end of the frame."""
+        return self.segments(size)[-1][2]
 
 
 @dataclasses.dataclass
@@ -129,7 +158,7 @@ def labels_from_params(fp: FrameParams) -> np.ndarray:
     """The six 0/1 labels of a frame, by the rules in this module's docstring."""
     main = fp.tip
     tc = fp.tip_change
-    if tc is not None and (min(tc.until or fp.size, fp.size) - tc.line) > fp.size / 2:
+    if tc is not None and tc.new_tip_lines(fp.size) > fp.size / 2:
         main = tc.after
     atoms, dimers, rows = _lattice_class(main)
     resolves = main.sigma <= SIGMA_DIMERS

@@ -354,6 +354,10 @@ def _scan_artefacts(
     for row, x0, length, amp in sc.glitches:
         if 0 <= row < n_rows:
             img[row, x0 : x0 + length] += amp * span
+    if sc.flickers:
+        flat = img.reshape(-1)  # raster order: the offset runs on into the next lines
+        for start, length, amp in sc.flickers:
+            flat[max(int(start), 0) : max(int(start + length), 0)] += amp * span
     if sc.crash is not None:
         r0, r1 = sc.crash
         img[r0:r1] = img.max() + span * 0.5 + 0.1 * span * rng.standard_normal((len(img[r0:r1]), n))
@@ -403,18 +407,20 @@ def _height(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarr
     if tc is None:
         img, corr = _frame_surface(fp, [fp.tip], [rows], gain)
     else:
-        # Below the change line another tip scans: splice its rows in.
-        line = int(np.clip(tc.line, 0, size))
-        end = size if tc.until is None else int(np.clip(tc.until, line, size))
-        img, corr = _frame_surface(
-            fp, [fp.tip, tc.after, fp.tip], [rows[:line], rows[line:end], rows[end:]], gain
-        )
+        # From the change line on another tip scans (and the old one may come back, and go
+        # again): splice its rows in.
+        segs = tc.segments(size)
+        # One group per stretch of lines, as scanned: each stretch's defects are scaled to it.
+        tips = [tc.after if new else fp.tip for _, _, new in segs]
+        img, corr = _frame_surface(fp, tips, [rows[a:b] for a, b, _ in segs], gain)
+        new = [rows[a:b] for a, b, new in segs if new]
+        new_rows = np.concatenate(new) if new else rows[:0]
         span = float(np.ptp(img))
-        img[line:end] += tc.jump * span
-        for at in (line, end) if end < size else (line,):
-            w = min(tc.streak_lines, size - at)
+        img[new_rows] += tc.jump * span
+        for a, _, _ in segs[1:]:
+            w = min(tc.streak_lines, size - a)
             if w > 0:
-                img[at : at + w] += tc.streak * span * rng.standard_normal((w, 1))
+                img[a : a + w] += tc.streak * span * rng.standard_normal((w, 1))
     img = _scan_artefacts(img, fp, rng, floor=gain * corr if gain > 1.0 else 0.0)
     if fp.lines_done is not None and fp.lines_done < size:
         img[fp.lines_done :] = np.nan

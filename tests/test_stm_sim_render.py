@@ -209,3 +209,46 @@ def test_a_blunt_tip_buries_the_rows_in_noise_and_defects():
     # fade into it, the rows tip's do not.
     assert row_share(2.2) > 0.5
     assert row_share(4.0) < 0.5 * row_share(2.2)
+
+
+def test_an_unstable_tip_flips_back_and_forth_and_the_longer_tip_names_the_lattice():
+    tc = TipChange(
+        line=20, after=TipParams(sigma=3.5), toggles=(50, 70), streak=0.0, streak_lines=0
+    )
+    assert tc.segments(128) == [(0, 20, False), (20, 50, True), (50, 70, False), (70, 128, True)]
+    assert tc.new_tip_lines(128) == 88 and tc.ends_new(128)
+    fp = _clean(0.5, rotation=90.0, tip_change=tc)
+    rough = np.abs(np.diff(render(fp).astype(float), axis=1)).mean(axis=1)
+    sharp, blunt = np.r_[2:18, 54:66], np.r_[24:46, 74:126]
+    assert rough[sharp].min() > 2 * rough[blunt].max()
+    # The blunt tip scanned 88 of 128 lines: the frame is bad, with no lattice label.
+    assert labels_from_params(fp).tolist() == [0, 0, 0, 0, 1, 1]
+    fp.tip_change.toggles = (30,)  # the sharp tip scans 118 lines, but a blunt one spoils them
+    assert labels_from_params(fp).tolist() == [0, 0, 0, 0, 1, 1]
+    fp.tip_change.after = TipParams(sigma=2.0)
+    assert labels_from_params(fp).tolist() == [0, 1, 0, 0, 1, 0]
+
+
+def test_a_flicker_offsets_the_scan_from_mid_line_on():
+    fp = _clean(3.5, rotation=90.0)
+    base = render(fp).astype(float)
+    fp.scan.flickers = ((40 * 128 + 64, 128.0, 2.0),)  # line 40 from its middle to line 41's
+    img = render(fp).astype(float)
+    step = img[40, 64:].mean() - img[40, :64].mean()
+    assert step > 50 and abs(base[40, 64:].mean() - base[40, :64].mean()) < 20
+    assert img[41, :64].mean() > img[41, 64:].mean() + 50  # the next line until its middle
+
+
+def test_the_unstable_tip_options_draw_toggles_flickers_and_clusters():
+    from stm_sim.dataset import simulate_session
+
+    frames = list(simulate_session(300, np.random.default_rng(4), preset="unstable"))
+    tcs = [fp.tip_change for _, _, fp in frames if fp.tip_change is not None]
+    assert any(tc.toggles for tc in tcs)
+    assert all(lab[4] == 1 for _, lab, fp in frames if fp.tip_change is not None)
+    assert sum(bool(fp.scan.flickers) for _, _, fp in frames) > 30
+    # Clusters: blobs wider than any ordinary defect, some with a dark side.
+    assert any(b[3] > 5.0 for _, _, fp in frames for b in fp.surface.blobs)
+    assert any(b[2] < 0 for _, _, fp in frames for b in fp.surface.blobs)
+    default = list(simulate_session(300, np.random.default_rng(4)))
+    assert not any(fp.scan.flickers for _, _, fp in default)
