@@ -411,8 +411,8 @@ def _height(fp: FrameParams, rng: np.random.Generator | None = None) -> np.ndarr
         # again): splice its rows in.
         segs = tc.segments(size)
         # One group per stretch of lines, as scanned: each stretch's defects are scaled to it.
-        tips = [tc.after if new else fp.tip for _, _, new in segs]
-        img, corr = _frame_surface(fp, tips, [rows[a:b] for a, b, _ in segs], gain)
+        seg_tips = [tc.after if new else fp.tip for _, _, new in segs]
+        img, corr = _frame_surface(fp, seg_tips, [rows[a:b] for a, b, _ in segs], gain)
         new = [rows[a:b] for a, b, new in segs if new]
         new_rows = np.concatenate(new) if new else rows[:0]
         span = float(np.ptp(img))
