@@ -24,13 +24,25 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
-def proxy_model(seed: int):
+def proxy_model(seed: int, augment: str = "none"):
     import keras
 
     keras.utils.set_random_seed(seed)
     layers = keras.layers
     inp = keras.Input((128, 128, 1))
-    x = layers.Rescaling(1 / 255.0)(inp)
+    x = inp
+    if augment in ("flip", "dr"):
+        x = layers.RandomFlip("horizontal_and_vertical", seed=seed)(x)
+    if augment == "dr":
+        # Domain randomisation on the simulated frames (training only): contrast, a slight
+        # blur and extra noise, so the network cannot lean on the simulator's exact grey levels.
+        x = layers.RandomContrast(0.4, value_range=(0, 255), seed=seed)(x)
+        x = layers.RandomGaussianBlur(
+            factor=1.0, kernel_size=3, sigma=(0.0, 1.0), value_range=(0, 255), seed=seed
+        )(x)
+    x = layers.Rescaling(1 / 255.0)(x)
+    if augment == "dr":
+        x = layers.GaussianNoise(0.03, seed=seed)(x)
     x = layers.AveragePooling2D(2)(x)
     for f in (16, 32, 48, 64):
         for _ in range(2):
@@ -44,14 +56,16 @@ def proxy_model(seed: int):
     return model
 
 
-def run(real_x, real_y, *, preset: str, n: int, seed: int, epochs: int) -> dict:
+def run(
+    real_x, real_y, *, preset: str, n: int, seed: int, epochs: int, augment: str = "none"
+) -> dict:
     from sklearn.metrics import roc_auc_score
 
     from stm_sim.dataset import make_frameset
 
     sim = make_frameset(n, seed=seed + 1, preset=preset)
     t = time.perf_counter()
-    model = proxy_model(seed)
+    model = proxy_model(seed, augment)
     model.fit(sim.images[..., None], sim.labels("gt0.5"), batch_size=64, epochs=epochs, verbose=0)
     p = model.predict(real_x[..., None], batch_size=256, verbose=0)
     aucs = [float(roc_auc_score(real_y[:, c], p[:, c])) for c in range(real_y.shape[1])]
@@ -74,6 +88,12 @@ def main(argv=None) -> int:
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--n", type=int, default=5000, help="simulated training frames")
     ap.add_argument("--epochs", type=int, default=5)
+    ap.add_argument(
+        "--augment",
+        choices=["none", "flip", "dr"],
+        default="none",
+        help="training-time augmentation: flips, or flips + contrast, blur and noise",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transfer_proxy.json"))
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
@@ -90,11 +110,25 @@ def main(argv=None) -> int:
     real = load_frames(args.data)
     real = real.subset(real.labelled)
     y = real.labels("gt0.5")
-    res = {"categories": list(CATEGORIES), "n_real": len(real), "n_sim": args.n, "presets": {}}
+    res = {
+        "categories": list(CATEGORIES),
+        "n_real": len(real),
+        "n_sim": args.n,
+        "augment": args.augment,
+        "presets": {},
+    }
     for preset in args.preset or ["default"]:
         runs = []
         for seed in args.seeds:
-            r = run(real.images, y, preset=preset, n=args.n, seed=seed, epochs=args.epochs)
+            r = run(
+                real.images,
+                y,
+                preset=preset,
+                n=args.n,
+                seed=seed,
+                epochs=args.epochs,
+                augment=args.augment,
+            )
             runs.append(r)
             print(f"{preset} seed {seed}: mean ROC-AUC {r['mean_roc_auc']:.3f}", flush=True)
         means = [r["mean_roc_auc"] for r in runs]

@@ -58,6 +58,18 @@ PRESETS["unstable"] = {
     "flicker": (0.4, 0.4, 0.6, 2.0, 2.0),
     "clusters": (0.05, 0.08, 0.15, 0.5, 0.5),
 }
+# Candidates of step 8, not adopted either (same proxy): the 1/f noise band-limited like the
+# measurement noise ("pinkband", 0.728); a per-frame row-ridge height ("backbone", 0.740); short
+# periods through the apex, shorter lobes and a lower ridge, so that the dimer pitch beats the
+# row period as often as in real frames ("dimerpitch", 0.737).
+PRESETS["pinkband"] = {**_DEF, "pink_band": True}
+PRESETS["backbone"] = {**_DEF, "backbone": (0.05, 1.5)}  # log-uniform range
+PRESETS["dimerpitch"] = {
+    **_DEF,
+    "profile": (1.0, 2.0),  # TipParams.profile, uniform per tip
+    "along": (0.5, 1.6),  # SurfaceParams.lobe_along, uniform per frame
+    "backbone": (0.05, 0.3),
+}
 
 
 def _preset(name: str) -> dict[str, object]:
@@ -182,6 +194,10 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
             fp.scan.feedback_lag = float(rng.uniform(*pr["lag"]))
         fp.scan.noise_lines = bool(pr["lines"])
         fp.scan.pink_noise *= float(pr["pink"])
+        fp.scan.pink_band = bool(pr.get("pink_band", False))
+        if pr.get("backbone"):
+            lo, hi = pr["backbone"]
+            fp.surface.backbone = float(np.exp(rng.uniform(np.log(lo), np.log(hi))))
         if rng.random() < CHANGE_P:
             fp.tip_change, state = sample_tip_change(
                 rng,
@@ -191,6 +207,13 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
                 band_p=pr["band_p"],
                 toggle_p=pr.get("toggle_p", 0.0),
             )
+        if pr.get("along"):
+            fp.surface.lobe_along = float(rng.uniform(*pr["along"]))
+        if pr.get("profile"):
+            lo, hi = pr["profile"]
+            fp.tip.profile = float(rng.uniform(lo, hi))
+            if fp.tip_change is not None:
+                fp.tip_change.after.profile = float(rng.uniform(lo, hi))
         rates = pr.get("flicker")
         if rates:
             _add_flickers(rng, fp, state, rates)

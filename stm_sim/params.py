@@ -49,6 +49,9 @@ class TipParams:
     elongation_angle: float = 0.0  # degrees
     apex_offsets: tuple = ((0.0, 0.0),)  # Å, one per apex
     apex_weights: tuple = (1.0,)
+    # Exponent of the apex's transfer function exp(-(sigma k)^profile / 2): 2 is a Gaussian;
+    # smaller values let more of the short periods through (a sharper tip end on a wide apex).
+    profile: float = 2.0
 
     @property
     def second_apex(self) -> float:
@@ -64,6 +67,8 @@ class SurfaceParams:
     step: tuple | None = None  # (angle deg, offset Å) of a single-layer step
     blobs: tuple = ()  # (x Å, y Å, amplitude, sigma Å): dangling bonds and adsorbates
     defect_contrast: float = 0.8  # the tallest defect's height / the lattice corrugation
+    backbone: float | None = None  # height of the row ridge under the lobes (None: render.BACKBONE)
+    lobe_along: float | None = None  # a lobe's length along the row / across (None: render.ALONG)
 
 
 @dataclasses.dataclass
@@ -75,6 +80,7 @@ class ScanParams:
         0.03  # x frame span (band-limited measurement noise, see render.BAND_CUTOFF)
     )
     pink_noise: float = 0.02
+    pink_band: bool = False  # the 1/f noise through the measurement band too (no 1/f up to Nyquist)
     feedback_lag: float = 0.0  # pixels: time constant of the z feedback along the fast axis
     noise_lines: bool = False  # measurement noise correlated along lines only (not isotropic)
     line_offsets: float = 0.0

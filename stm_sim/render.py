@@ -60,7 +60,9 @@ ABS_MAX = 30.0
 KEEP = 1e-4  # harmonics whose amplitude (relative to the largest) is below this are dropped
 
 
-def _lattice_coefficients(buckling: float, pattern: str):
+def _lattice_coefficients(
+    buckling: float, pattern: str, backbone: float = BACKBONE, along: float = ALONG
+):
     """Fourier coefficients of the supercell: harmonic indices (m along rows, n across) and
     complex coefficients, one of each +-G pair (the image is real), doubled."""
     m = np.arange(-M_MAX, M_MAX + 1)
@@ -68,7 +70,7 @@ def _lattice_coefficients(buckling: float, pattern: str):
     gp = 2 * np.pi * m[:, None] / CELL_P * np.ones((1, len(n)))
     gq = 2 * np.pi * n[None, :] / CELL_Q * np.ones((len(m), 1))
     half = LOBE_SEPARATION / 2
-    sp, sq = LOBE_SIGMA * ALONG, LOBE_SIGMA
+    sp, sq = LOBE_SIGMA * along, LOBE_SIGMA
     area = CELL_P * CELL_Q
     lobe_shape = 2 * np.pi * sp * sq / area * np.exp(-0.5 * ((gp * sp) ** 2 + (gq * sq) ** 2))
     c = np.zeros(gp.shape, np.complex128)
@@ -82,7 +84,7 @@ def _lattice_coefficients(buckling: float, pattern: str):
                 pj, qj = a * DIMER_PITCH, b * ROW_PERIOD + side * half
                 c += w * lobe_shape * np.exp(-1j * (gp * pj + gq * qj))
     ridge = np.sqrt(2 * np.pi) * BACKBONE_SIGMA / CELL_Q * np.exp(-0.5 * (gq * BACKBONE_SIGMA) ** 2)
-    c += np.where(gp == 0, BACKBONE * ridge * (1 + np.exp(-1j * gq * ROW_PERIOD)), 0.0)
+    c += np.where(gp == 0, backbone * ridge * (1 + np.exp(-1j * gq * ROW_PERIOD)), 0.0)
     mm, nn = np.meshgrid(m, n, indexing="ij")
     half_plane = (mm > 0) | ((mm == 0) & (nn >= 0))
     weight = np.where((mm == 0) & (nn == 0), 1.0, 2.0)
@@ -93,8 +95,15 @@ def _lattice_coefficients(buckling: float, pattern: str):
 _COEFF_CACHE: dict = {}
 
 
-def _coefficients(buckling: float, pattern: str):
-    key = (round(buckling, 3), pattern if buckling else "c4x2")
+def _coefficients(
+    buckling: float, pattern: str, backbone: float | None = None, along: float | None = None
+):
+    key = (
+        round(buckling, 3),
+        pattern if buckling else "c4x2",
+        BACKBONE if backbone is None else round(backbone, 2),
+        ALONG if along is None else round(along, 2),
+    )
     if key not in _COEFF_CACHE:
         if len(_COEFF_CACHE) > 4096:
             _COEFF_CACHE.clear()
@@ -108,7 +117,8 @@ def _tip_transfer(t: TipParams, kx: np.ndarray, ky: np.ndarray) -> np.ndarray:
     ka = kx * np.cos(th) + ky * np.sin(th)
     kb = -kx * np.sin(th) + ky * np.cos(th)
     sa, sb = t.sigma * t.elongation, t.sigma
-    gauss = np.exp(-0.5 * ((sa * ka) ** 2 + (sb * kb) ** 2))
+    q = (sa * ka) ** 2 + (sb * kb) ** 2
+    gauss = np.exp(-0.5 * q) if t.profile == 2.0 else np.exp(-0.5 * q ** (t.profile / 2))
     apex = np.zeros(kx.shape, np.complex128)
     for (dx, dy), w in zip(t.apex_offsets, t.apex_weights, strict=True):
         apex += w * np.exp(-1j * (kx * dx + ky * dy))
@@ -133,7 +143,7 @@ def _harmonics(phase_m: np.ndarray, phase_n: np.ndarray):
 def _lattice_image(fp: FrameParams, tips, rows_of_tip, rotation: float, x, y, dx_of_y):
     """The tip-blurred lattice, rows ``rows_of_tip[i]`` seen through ``tips[i]``."""
     s = fp.surface
-    m, n, c = _coefficients(s.buckling, s.buckle_pattern)
+    m, n, c = _coefficients(s.buckling, s.buckle_pattern, s.backbone, s.lobe_along)
     th = np.deg2rad(rotation)
     cos, sin = np.cos(th), np.sin(th)
     gp, gq = 2 * np.pi * m / CELL_P, 2 * np.pi * n / CELL_Q
@@ -238,10 +248,12 @@ _BANKS: dict[str, np.ndarray] = {}
 def _noise_bank(kind: str) -> np.ndarray:
     """16 fixed 256x256 noise fields (unit variance) of spectrum ``kind``, made once per process.
 
-    ``"pink"``: 1/f amplitude; ``"band"``: white through a first-order low-pass.
+    ``"pink"``: 1/f amplitude; ``"band"``: white through a first-order low-pass;
+    ``"pinkband"``: 1/f through the same low-pass; ``"line"``: the low-pass along lines only.
     """
     if kind not in _BANKS:
-        r = np.random.default_rng({"pink": 20260101, "band": 20260102}.get(kind, 20260103))
+        seeds = {"pink": 20260101, "band": 20260102, "line": 20260103, "pinkband": 20260104}
+        r = np.random.default_rng(seeds[kind])
         n = 256
         _BANKS[kind] = np.stack([_noise_field(r, (n, n), kind) for _ in range(16)])
     return _BANKS[kind]
@@ -252,9 +264,11 @@ def _noise_field(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     fy = np.fft.fftfreq(h)[:, None]
     fx = np.fft.rfftfreq(w)[None, :]
     f = np.sqrt(fx**2 + fy**2)
-    if kind == "pink":
+    if kind in ("pink", "pinkband"):
         f[0, 0] = 1.0
         gain = 1.0 / f
+        if kind == "pinkband":
+            gain = gain / np.sqrt(1.0 + (f / BAND_CUTOFF) ** 2)
     elif kind == "line":
         # Correlated along the fast axis only: the feedback loop low-passes the signal in scan
         # time, and consecutive lines are far apart in time (real frames have more high-
@@ -286,8 +300,8 @@ def _noise(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
     return field * (1.0 if u[4] < 0.5 else -1.0)
 
 
-def _pink(rng: np.random.Generator, shape) -> np.ndarray:
-    return _noise(rng, shape, "pink")
+def _pink(rng: np.random.Generator, shape, band: bool = False) -> np.ndarray:
+    return _noise(rng, shape, "pinkband" if band else "pink")
 
 
 def _band(rng: np.random.Generator, shape, lines: bool = False) -> np.ndarray:
@@ -340,7 +354,7 @@ def _scan_artefacts(
             axis=1,
         ).astype(np.float32)
     if sc.pink_noise:
-        img += np.float32(sc.pink_noise * span) * _pink(rng, img.shape)
+        img += np.float32(sc.pink_noise * span) * _pink(rng, img.shape, sc.pink_band)
     if sc.hum:
         # sin(2 pi t / P + phase) over the raster time t = row * n + col, separably.
         a = 2 * np.pi * np.arange(n_rows) * n / sc.hum_period + sc.hum_phase

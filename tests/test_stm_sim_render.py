@@ -252,3 +252,45 @@ def test_the_unstable_tip_options_draw_toggles_flickers_and_clusters():
     assert any(b[2] < 0 for _, _, fp in frames for b in fp.surface.blobs)
     default = list(simulate_session(300, np.random.default_rng(4)))
     assert not any(fp.scan.flickers for _, _, fp in default)
+
+
+def test_the_step_8_options_change_what_they_say():
+    from stm_sim.dataset import simulate_session
+    from stm_sim.render import render_height
+
+    px = 37.0 / 128
+    dimer_px, row_px = 3.84 / px, 7.68 / px
+
+    def dimer_over_row(fp):
+        # Rows at 0 degrees run along x: the dimer pitch repeats along x, the rows along y.
+        # The raw height (no line levelling), so nothing along the slow axis is lost.
+        img = render_height(fp, np.random.default_rng(0))
+        return _power_along(img, dimer_px, axis=1) / _power_along(img, row_px, axis=0)
+
+    base = dimer_over_row(_clean(1.0))
+    fp = _clean(1.0)
+    fp.surface.backbone = 0.05  # a lower row ridge: the rows read weaker against the dimers
+    assert dimer_over_row(fp) > 1.5 * base
+    fp = _clean(1.0)
+    fp.surface.lobe_along = 0.6  # shorter lobes along the row: a deeper dimer pitch
+    assert dimer_over_row(fp) > 1.5 * base
+    fp = _clean(1.0)
+    fp.tip.profile = 1.0  # an apex with a long tail in k passes more of the short period
+    assert dimer_over_row(fp) > 1.5 * base
+
+    def high_share(band):
+        fp = _clean(3.5, rotation=90.0)
+        fp.scan.pink_noise, fp.scan.pink_band = 0.05, band
+        img = render(fp, np.random.default_rng(1)).astype(float)
+        p = np.abs(np.fft.fft2(img - img.mean())) ** 2
+        f = np.hypot(*np.meshgrid(np.fft.fftfreq(128), np.fft.fftfreq(128), indexing="ij"))
+        return p[f > 14 / 128].sum() / p.sum()
+
+    assert high_share(True) < 0.5 * high_share(False)  # the 1/f noise stops at the band edge
+
+    frames = list(simulate_session(40, np.random.default_rng(2), preset="dimerpitch"))
+    assert len({round(fp.tip.profile, 3) for _, _, fp in frames}) > 10
+    assert all(0.5 <= fp.surface.lobe_along <= 1.6 for _, _, fp in frames)
+    assert all(0.05 <= fp.surface.backbone <= 0.3 for _, _, fp in frames)
+    default = list(simulate_session(40, np.random.default_rng(2)))
+    assert all(fp.tip.profile == 2.0 and fp.surface.backbone is None for _, _, fp in default)
