@@ -15,6 +15,7 @@ import numpy as np
 
 from stm_sim.params import (
     CATEGORIES,
+    GHOST_P,
     TIP_STATES,
     FrameParams,
     TipChange,
@@ -61,8 +62,10 @@ PRESETS["unstable"] = {
 # Candidates of step 8, not adopted either (same proxy): the 1/f noise band-limited like the
 # measurement noise ("pinkband", 0.728); a per-frame row-ridge height ("backbone", 0.740); short
 # periods through the apex, shorter lobes and a lower ridge, so that the dimer pitch beats the
-# row period as often as in real frames ("dimerpitch", 0.737).
+# row period as often as in real frames ("dimerpitch", 0.737); a quarter of the ghost tips
+# ("fewghosts", 0.738).
 PRESETS["pinkband"] = {**_DEF, "pink_band": True}
+PRESETS["fewghosts"] = {**_DEF, "ghost_p": 0.03}
 PRESETS["backbone"] = {**_DEF, "backbone": (0.05, 1.5)}  # log-uniform range
 PRESETS["dimerpitch"] = {
     **_DEF,
@@ -86,6 +89,7 @@ def sample_tip_change(
     change_shift: float = 0.0,
     band_p: float = 0.0,
     toggle_p: float = 0.0,
+    ghost_p: float = GHOST_P,
 ) -> tuple[TipChange, str]:
     """A sudden tip change inside frame ``fp`` from tip state ``state``: the change and the
     state the tip is in at the end of the frame.
@@ -100,7 +104,7 @@ def sample_tip_change(
     states = [s for s in TIP_STATES if s != state]
     w = np.array([STATE_P[list(TIP_STATES).index(s)] for s in states])
     new_state = str(rng.choice(states, p=w / w.sum()))
-    after = sample_tip(rng, new_state)
+    after = sample_tip(rng, new_state, ghost_p=ghost_p)
     after.elongation_angle = fp.tip.elongation_angle
     if change_shift:
         dx, dy = rng.uniform(-change_shift, change_shift, 2)
@@ -188,7 +192,11 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
     rotation = sample_rotation(rng)
     for _ in range(n):
         fp = sample_frame_params(
-            rng, state=state, size=size, rotation=rotation + rng.normal(0, 0.5)
+            rng,
+            state=state,
+            size=size,
+            rotation=rotation + rng.normal(0, 0.5),
+            ghost_p=pr.get("ghost_p", GHOST_P),
         )
         if pr["lag"] is not None:
             fp.scan.feedback_lag = float(rng.uniform(*pr["lag"]))
@@ -206,6 +214,7 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
                 change_shift=pr["change_shift"],
                 band_p=pr["band_p"],
                 toggle_p=pr.get("toggle_p", 0.0),
+                ghost_p=pr.get("ghost_p", GHOST_P),
             )
         if pr.get("along"):
             fp.surface.lobe_along = float(rng.uniform(*pr["along"]))

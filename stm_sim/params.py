@@ -192,16 +192,19 @@ def labels_from_params(fp: FrameParams) -> np.ndarray:
     return np.array([asym, atoms, dimers, rows, change, int(bad)], dtype=np.uint8)
 
 
-def sample_tip(rng: np.random.Generator, state: str) -> TipParams:
+GHOST_P = 0.12  # share of tips with 2-4 strong apices (ghost copies)
+
+
+def sample_tip(rng: np.random.Generator, state: str, *, ghost_p: float = GHOST_P) -> TipParams:
     lo, hi = TIP_STATES[state]
     t = TipParams(sigma=float(rng.uniform(lo, hi)))
     u = rng.random()
-    if u < 0.12:  # ghosts: 2-4 apices, the extra ones strong
+    if u < ghost_p:  # ghosts: 2-4 apices, the extra ones strong
         k = int(rng.integers(2, 5))
         offs = [(0.0, 0.0)] + [tuple(rng.uniform(-9, 9, 2)) for _ in range(k - 1)]
         w = [1.0, *list(rng.uniform(0.3, 0.9, k - 1))]
         t.apex_offsets, t.apex_weights = tuple(offs), tuple(w)
-    elif u < 0.20:  # lopsided apex
+    elif ghost_p <= u < ghost_p + 0.08:  # lopsided apex
         t.apex_offsets = ((0.0, 0.0), tuple(rng.uniform(-4, 4, 2)))
         t.apex_weights = (1.0, float(rng.uniform(0.15, 0.29)))
     if rng.random() < 0.08:
@@ -235,11 +238,12 @@ def sample_frame_params(
     state: str | None = None,
     size: int = 128,
     rotation: float | None = None,
+    ghost_p: float = GHOST_P,
 ) -> FrameParams:
     """Random physical parameters for one frame; ``state`` is a key of :data:`TIP_STATES`."""
     if state is None:
         state = str(rng.choice(list(TIP_STATES), p=[0.12, 0.42, 0.22, 0.24]))
-    tip = sample_tip(rng, state)
+    tip = sample_tip(rng, state, ghost_p=ghost_p)
     rot = sample_rotation(rng) if rotation is None else rotation
     fov = float(rng.uniform(35.0, 39.0))
     n_blobs = int(rng.poisson(2.0)) if rng.random() < 0.65 else 0

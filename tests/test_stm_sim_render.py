@@ -294,3 +294,15 @@ def test_the_step_8_options_change_what_they_say():
     assert all(0.05 <= fp.surface.backbone <= 0.3 for _, _, fp in frames)
     default = list(simulate_session(40, np.random.default_rng(2)))
     assert all(fp.tip.profile == 2.0 and fp.surface.backbone is None for _, _, fp in default)
+
+
+def test_the_ghost_share_is_a_sampling_option():
+    from stm_sim.params import sample_tip
+
+    def ghosts(**kw):
+        rng = np.random.default_rng(3)
+        # A ghost's extra apices weigh 0.3-0.9, a lopsided tip's second one 0.15-0.29.
+        return np.mean([sample_tip(rng, "dimers", **kw).second_apex >= 0.3 for _ in range(4000)])
+
+    assert 0.10 < ghosts() < 0.14
+    assert ghosts(ghost_p=0.03) < 0.3 * ghosts()
