@@ -10,7 +10,8 @@ Label rules (applied by :func:`labels_from_params`, documented here once):
   not also labelled Individual atoms or Dimers (the volunteers named the asymmetry).
 * **Tip change**: the tip changed at a scan line inside the frame (for good, or for a band of
   lines after which the old tip is back).
-* **Bad/blurry**: ``tip.sigma > 2.4`` Å, a second apex weighing >= 0.3 (ghosts), heavy noise,
+* **Bad/blurry**: ``tip.sigma > 2.4`` Å, a second apex weighing >= 0.3 in a frame with defects
+  or a step (ghosts; on a bare lattice a ghost copy is only another lattice), heavy noise,
   feedback ringing or a crash. Such frames are not also labelled Asymmetries, Individual atoms
   or Dimers (Rows may stay).
 
@@ -84,6 +85,9 @@ class ScanParams:
     feedback_lag: float = 0.0  # pixels: time constant of the z feedback along the fast axis
     noise_lines: bool = False  # measurement noise correlated along lines only (not isotropic)
     line_offsets: float = 0.0
+    # x frame span: each line's own slow profile along the fast axis (tilt, bow, a partial
+    # offset), independent from line to line; the per-line levelling removes only its mean.
+    line_wobble: float = 0.0
     hum: float = 0.0
     hum_period: float = 97.0  # pixels of scan time
     hum_phase: float = 0.0
@@ -156,8 +160,8 @@ def _lattice_class(t: TipParams) -> tuple[int, int, int]:
     return int(atoms), int(dimers), int(rows)
 
 
-def _bad_tip(t: TipParams) -> bool:
-    return t.sigma > SIGMA_ROWS or t.second_apex >= 0.3
+def _bad_tip(t: TipParams, ghosts_show: bool = True) -> bool:
+    return t.sigma > SIGMA_ROWS or (t.second_apex >= 0.3 and ghosts_show)
 
 
 def labels_from_params(fp: FrameParams) -> np.ndarray:
@@ -176,9 +180,12 @@ def labels_from_params(fp: FrameParams) -> np.ndarray:
         atoms = dimers = 0
     change = int(fp.tip_change is not None)
     sc = fp.scan
+    # A ghost copy of a bare periodic lattice is only another lattice: it shows where there is
+    # something to double (a defect, a step).
+    shows = bool(fp.surface.blobs) or fp.surface.step is not None
     bad = (
-        _bad_tip(fp.tip)
-        or (fp.tip_change is not None and _bad_tip(fp.tip_change.after))
+        _bad_tip(fp.tip, shows)
+        or (fp.tip_change is not None and _bad_tip(fp.tip_change.after, shows))
         or sc.white_noise >= 0.25
         or sc.ringing >= 0.5
         or sc.crash is not None
@@ -195,8 +202,15 @@ def labels_from_params(fp: FrameParams) -> np.ndarray:
 GHOST_P = 0.12  # share of tips with 2-4 strong apices (ghost copies)
 
 
-def sample_tip(rng: np.random.Generator, state: str, *, ghost_p: float = GHOST_P) -> TipParams:
-    lo, hi = TIP_STATES[state]
+def sample_tip(
+    rng: np.random.Generator,
+    state: str,
+    *,
+    ghost_p: float = GHOST_P,
+    widths: dict[str, tuple[float, float]] | None = None,
+) -> TipParams:
+    """A random tip in ``state``; ``widths`` overrides :data:`TIP_STATES`' apex-width ranges."""
+    lo, hi = (widths or TIP_STATES)[state]
     t = TipParams(sigma=float(rng.uniform(lo, hi)))
     u = rng.random()
     if u < ghost_p:  # ghosts: 2-4 apices, the extra ones strong
@@ -239,11 +253,12 @@ def sample_frame_params(
     size: int = 128,
     rotation: float | None = None,
     ghost_p: float = GHOST_P,
+    widths: dict[str, tuple[float, float]] | None = None,
 ) -> FrameParams:
     """Random physical parameters for one frame; ``state`` is a key of :data:`TIP_STATES`."""
     if state is None:
         state = str(rng.choice(list(TIP_STATES), p=[0.12, 0.42, 0.22, 0.24]))
-    tip = sample_tip(rng, state, ghost_p=ghost_p)
+    tip = sample_tip(rng, state, ghost_p=ghost_p, widths=widths)
     rot = sample_rotation(rng) if rotation is None else rotation
     fov = float(rng.uniform(35.0, 39.0))
     n_blobs = int(rng.poisson(2.0)) if rng.random() < 0.65 else 0

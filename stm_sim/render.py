@@ -329,6 +329,25 @@ def _feedback_lag(img: np.ndarray, lag: float) -> np.ndarray:
     return img @ _LAG[key]
 
 
+WOBBLE_HARMONICS = 8  # cycles per line
+
+
+def _wobble(rng: np.random.Generator, n_rows: int, n: int) -> np.ndarray:
+    """Unit-variance line profiles: per line, harmonics 1..8 along the line with 1/k amplitudes
+    and random phases, independent between lines (real frames hold 4x the simulated power at
+    1-8 cycles along the lines and above 30 cycles across them)."""
+    k = np.arange(1, WOBBLE_HARMONICS + 1)
+    amp = (1.0 / k) / np.sqrt(np.sum(1.0 / k**2))
+    basis = np.concatenate(
+        [
+            np.cos(2 * np.pi * np.outer(k, np.arange(n)) / n),
+            np.sin(2 * np.pi * np.outer(k, np.arange(n)) / n),
+        ]
+    )  # (2K, n)
+    coef = rng.standard_normal((n_rows, 2 * len(k))) * np.concatenate([amp, amp])[None]
+    return (coef @ basis).astype(np.float32)
+
+
 def _scan_artefacts(
     img: np.ndarray, fp: FrameParams, rng: np.random.Generator, floor: float = 0.0
 ) -> np.ndarray:
@@ -365,6 +384,8 @@ def _scan_artefacts(
         img += np.outer(ca, np.sin(b).astype(np.float32))
     if sc.line_offsets:
         img += np.float32(sc.line_offsets * span) * rng.standard_normal((n_rows, 1), np.float32)
+    if sc.line_wobble:
+        img += np.float32(sc.line_wobble * span0) * _wobble(rng, n_rows, n)
     for row, x0, length, amp in sc.glitches:
         if 0 <= row < n_rows:
             img[row, x0 : x0 + length] += amp * span

@@ -64,6 +64,9 @@ def test_label_rules_follow_the_tip():
     assert labels_from_params(fp).tolist() == [0, 0, 0, 0, 1, 1]
     fp = _clean(0.5)
     fp.tip.apex_offsets, fp.tip.apex_weights = ((0, 0), (6, 0)), (1.0, 0.6)  # a ghost
+    # On a bare periodic lattice a ghost copy is only another lattice: nothing to call bad.
+    assert labels_from_params(fp).tolist() == [0, 0, 1, 0, 0, 0]
+    fp.surface.blobs = ((18.0, 18.0, 1.5, 2.0),)  # a dangling bond, seen twice
     assert labels_from_params(fp).tolist() == [0, 0, 0, 0, 0, 1]
 
 
@@ -306,3 +309,28 @@ def test_the_ghost_share_is_a_sampling_option():
 
     assert 0.10 < ghosts() < 0.14
     assert ghosts(ghost_p=0.03) < 0.3 * ghosts()
+
+
+def test_step_9_candidates_are_presets():
+    from stm_sim.dataset import simulate_session
+    from stm_sim.params import SIGMA_DIMERS, TIP_STATES
+
+    rng = np.random.default_rng(4)
+    widths = [fp.tip.sigma for _, _, fp in simulate_session(300, rng, preset="continuous")]
+    # The tip states leave a gap below each threshold; the continuum fills it.
+    gap = (TIP_STATES["dimers"][1], SIGMA_DIMERS)
+    assert any(gap[0] < s <= gap[1] for s in widths)
+    assert not any(gap[0] < fp.tip.sigma <= gap[1] for _, _, fp in simulate_session(300, rng))
+
+    def line_power(wobble):
+        fp = _clean(1.0, rotation=90.0)
+        fp.scan.line_wobble = wobble
+        img = render(fp, np.random.default_rng(1)).astype(float)
+        p = np.abs(np.fft.fft2(img - img.mean())) ** 2
+        k = np.abs(np.fft.fftfreq(128) * 128)
+        # Between lines (rows) fast, along them (columns) slow: 1-8 cycles.
+        return p[np.ix_(k > 30, (k >= 1) & (k < 9))].sum() / p.sum()
+
+    assert line_power(0.05) > 5 * line_power(0.0)
+    frames = list(simulate_session(20, np.random.default_rng(2), preset="wobble"))
+    assert all(0.01 <= fp.scan.line_wobble <= 0.05 for _, _, fp in frames)
