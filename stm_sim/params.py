@@ -4,7 +4,8 @@ Label rules (applied by :func:`labels_from_params`, documented here once):
 
 * **Individual atoms**: the apex resolves single lobes: ``tip.sigma <= 0.7`` Å (single apex).
 * **Dimers**: ``0.7 < tip.sigma <= 1.3`` Å.
-* **Rows**: ``1.3 < tip.sigma <= 2.4`` Å, or a tip elongated along the rows (>= 1.8x).
+* **Rows**: ``1.3 < tip.sigma <= 2.4`` Å, or a tip elongated along the rows (>= 1.8x) whose
+  width along them (``sigma x elongation``) exceeds 1.3 Å, so that the dimer pitch washes out.
 * **Asymmetries**: buckled dimers (``buckling >= 0.25``) or a lopsided tip (a second apex
   weighing 0.15-0.3), seen by a tip that resolves dimers (``sigma <= 1.3``). Such frames are
   not also labelled Individual atoms or Dimers (the volunteers named the asymmetry).
@@ -154,7 +155,8 @@ class FrameParams:
 def _lattice_class(t: TipParams) -> tuple[int, int, int]:
     atoms = t.sigma <= SIGMA_ATOMS and len(t.apex_weights) == 1
     dimers = SIGMA_ATOMS < t.sigma <= SIGMA_DIMERS or (t.sigma <= SIGMA_ATOMS and not atoms)
-    rows = (SIGMA_DIMERS < t.sigma <= SIGMA_ROWS) or (t.elongation >= 1.8 and t.sigma <= SIGMA_ROWS)
+    stretched = t.elongation >= 1.8 and t.sigma * t.elongation > SIGMA_DIMERS
+    rows = (SIGMA_DIMERS < t.sigma <= SIGMA_ROWS) or (stretched and t.sigma <= SIGMA_ROWS)
     if rows:
         dimers = False
     return int(atoms), int(dimers), int(rows)

@@ -68,6 +68,15 @@ def test_label_rules_follow_the_tip():
     assert labels_from_params(fp).tolist() == [0, 0, 1, 0, 0, 0]
     fp.surface.blobs = ((18.0, 18.0, 1.5, 2.0),)  # a dangling bond, seen twice
     assert labels_from_params(fp).tolist() == [0, 0, 0, 0, 0, 1]
+    # A tip stretched along the rows hides the dimer pitch only if it is long enough along them.
+    fp = _clean(0.5)
+    fp.tip.elongation = 2.0  # 1.0 Å along the rows, 0.5 across: the lobes still resolved
+    assert labels_from_params(fp).tolist() == [0, 1, 0, 0, 0, 0]
+    fp.tip.elongation = 2.6  # 1.3 Å
+    assert labels_from_params(fp).tolist() == [0, 1, 0, 0, 0, 0]
+    fp = _clean(1.0)
+    fp.tip.elongation = 1.8  # 1.8 Å along the rows: the dimer pitch is gone
+    assert labels_from_params(fp).tolist() == [0, 0, 0, 1, 0, 0]
 
 
 def test_the_dimer_to_row_contrast_falls_with_the_apex_width():
