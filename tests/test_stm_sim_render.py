@@ -79,6 +79,25 @@ def test_label_rules_follow_the_tip():
     assert labels_from_params(fp).tolist() == [0, 0, 0, 1, 0, 0]
 
 
+def test_label_rules_for_overlapping_categories():
+    # An atom-resolving apex near the dimer threshold still shows the pairing.
+    assert labels_from_params(_clean(0.65)).tolist() == [0, 1, 1, 0, 0, 0]
+    # A frame bad because of the scan keeps what the tip resolves; one bad because of the tip
+    # does not.
+    fp = _clean(1.2)
+    fp.scan.white_noise = 0.3
+    assert labels_from_params(fp).tolist() == [0, 0, 1, 0, 0, 1]
+    fp = _clean(1.2)
+    fp.surface.buckling = 0.6
+    fp.scan.crash = (40, 60)
+    assert labels_from_params(fp).tolist() == [1, 0, 0, 0, 0, 1]
+    fp = _clean(1.2)
+    fp.surface.blobs = ((18.0, 18.0, 1.5, 2.0),)
+    fp.tip.apex_offsets, fp.tip.apex_weights = ((0, 0), (6, 0)), (1.0, 0.6)
+    fp.scan.white_noise = 0.3
+    assert labels_from_params(fp).tolist() == [0, 0, 0, 0, 0, 1]
+
+
 def test_the_dimer_to_row_contrast_falls_with_the_apex_width():
     # The label thresholds were calibrated on radially averaged spectra (real frames labelled
     # Individual atoms / Dimers / Rows: median dimer-pitch to row-period power 1.40 / 0.31 /
