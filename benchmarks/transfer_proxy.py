@@ -56,8 +56,41 @@ def proxy_model(seed: int, augment: str = "none"):
     return model
 
 
+def equalize(images: np.ndarray) -> np.ndarray:
+    """Per-frame histogram equalisation of uint8 frames (mid-rank of each grey level)."""
+    x = np.asarray(images, np.uint8)
+    n = x.shape[0]
+    flat = x.reshape(n, -1).astype(np.int64)
+    counts = np.zeros((n, 256), np.float64)
+    np.add.at(counts, (np.arange(n)[:, None], flat), 1.0)
+    cdf = np.cumsum(counts, axis=1)
+    mid = (cdf - counts / 2) / flat.shape[1]
+    out = np.take_along_axis(mid, flat, axis=1) * 255.0
+    return out.reshape(x.shape).astype(np.float32)
+
+
+def robust(images: np.ndarray) -> np.ndarray:
+    """Per-frame (x - median) / IQR, clipped to +-3 and mapped to 0..255."""
+    x = np.asarray(images, np.float32)
+    med = np.median(x, axis=(1, 2), keepdims=True)
+    q1, q3 = np.percentile(x, [25, 75], axis=(1, 2), keepdims=True)
+    z = np.clip((x - med) / np.maximum(q3 - q1, 1.0), -3, 3)
+    return (z + 3) / 6 * 255.0
+
+
+INPUTS = {"raw": lambda x: np.asarray(x, np.float32), "equalize": equalize, "robust": robust}
+
+
 def run(
-    real_x, real_y, *, preset: str, n: int, seed: int, epochs: int, augment: str = "none"
+    real_x,
+    real_y,
+    *,
+    preset: str,
+    n: int,
+    seed: int,
+    epochs: int,
+    augment: str = "none",
+    inputs: str = "raw",
 ) -> dict:
     from sklearn.metrics import roc_auc_score
 
@@ -66,9 +99,34 @@ def run(
     sim = make_frameset(n, seed=seed + 1, preset=preset)
     t = time.perf_counter()
     model = proxy_model(seed, augment)
-    model.fit(sim.images[..., None], sim.labels("gt0.5"), batch_size=64, epochs=epochs, verbose=0)
-    p = model.predict(real_x[..., None], batch_size=256, verbose=0)
+    f = INPUTS[inputs]
+    model.fit(
+        f(sim.images)[..., None], sim.labels("gt0.5"), batch_size=64, epochs=epochs, verbose=0
+    )
+    p = model.predict(f(real_x)[..., None], batch_size=256, verbose=0)
     aucs = [float(roc_auc_score(real_y[:, c], p[:, c])) for c in range(real_y.shape[1])]
+    return {
+        "mean_roc_auc": float(np.mean(aucs)),
+        "roc_auc": aucs,
+        "seconds": time.perf_counter() - t,
+        "_scores": p,
+    }
+
+
+def real_cv(real, y, *, seed: int, epochs: int, folds: int = 5) -> dict:
+    """The ceiling: the same CNN trained on real frames, session-grouped k-fold CV (pooled)."""
+    from sklearn.metrics import roc_auc_score
+
+    from training.splits import session_kfold
+
+    t = time.perf_counter()
+    p = np.zeros(y.shape, np.float32)
+    x = real.images.astype(np.float32)
+    for tr, te in session_kfold(real.sessions, n_splits=folds, seed=seed):
+        model = proxy_model(seed)
+        model.fit(x[tr][..., None], y[tr], batch_size=64, epochs=epochs, verbose=0)
+        p[te] = model.predict(x[te][..., None], batch_size=256, verbose=0)
+    aucs = [float(roc_auc_score(y[:, c], p[:, c])) for c in range(y.shape[1])]
     return {
         "mean_roc_auc": float(np.mean(aucs)),
         "roc_auc": aucs,
@@ -94,6 +152,18 @@ def main(argv=None) -> int:
         default="none",
         help="training-time augmentation: flips, or flips + contrast, blur and noise",
     )
+    ap.add_argument(
+        "--inputs",
+        choices=sorted(INPUTS),
+        default="raw",
+        help="per-frame grey-level transform, applied to simulated and real frames alike",
+    )
+    ap.add_argument(
+        "--real-cv",
+        action="store_true",
+        help="instead: the same CNN trained on real frames under session-grouped 5-fold CV "
+        "(the ceiling a simulator could hope to reach with this model)",
+    )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transfer_proxy.json"))
     args = ap.parse_args(argv)
     if not Path(args.data).exists():
@@ -115,11 +185,17 @@ def main(argv=None) -> int:
         "n_real": len(real),
         "n_sim": args.n,
         "augment": args.augment,
+        "inputs": args.inputs,
         "presets": {},
     }
-    for preset in args.preset or ["default"]:
+    for preset in ["real-cv"] if args.real_cv else args.preset or ["default"]:
         runs = []
         for seed in args.seeds:
+            if args.real_cv:
+                r = real_cv(real, y, seed=seed, epochs=args.epochs)
+                runs.append(r)
+                print(f"real-cv seed {seed}: mean ROC-AUC {r['mean_roc_auc']:.3f}", flush=True)
+                continue
             r = run(
                 real.images,
                 y,
@@ -128,6 +204,7 @@ def main(argv=None) -> int:
                 seed=seed,
                 epochs=args.epochs,
                 augment=args.augment,
+                inputs=args.inputs,
             )
             runs.append(r)
             print(f"{preset} seed {seed}: mean ROC-AUC {r['mean_roc_auc']:.3f}", flush=True)

@@ -91,6 +91,9 @@ class ScanParams:
     pink_band: bool = False  # the 1/f noise through the measurement band too (no 1/f up to Nyquist)
     feedback_lag: float = 0.0  # pixels: time constant of the z feedback along the fast axis
     noise_lines: bool = False  # measurement noise correlated along lines only (not isotropic)
+    # pixels: the recorded signal's own low-pass along the fast axis (feedback and preamplifier
+    # bandwidth), applied after every noise source, so that the noise too is smooth along lines.
+    output_lag: float = 0.0
     line_offsets: float = 0.0
     # x frame span: each line's own slow profile along the fast axis (tilt, bow, a partial
     # offset), independent from line to line; the per-line levelling removes only its mean.

@@ -397,6 +397,8 @@ def _scan_artefacts(
         r0, r1 = sc.crash
         img[r0:r1] = img.max() + span * 0.5 + 0.1 * span * rng.standard_normal((len(img[r0:r1]), n))
     img += np.float32(sc.white_noise * span0) * _band(rng, img.shape, sc.noise_lines)
+    if sc.output_lag >= 0.05:
+        img = _feedback_lag(img, sc.output_lag)
     return img
 
 

@@ -362,3 +362,22 @@ def test_step_9_candidates_are_presets():
     assert line_power(0.05) > 5 * line_power(0.0)
     frames = list(simulate_session(20, np.random.default_rng(2), preset="wobble"))
     assert all(0.01 <= fp.scan.line_wobble <= 0.05 for _, _, fp in frames)
+
+
+def test_output_lag_smooths_the_noise_along_lines_too():
+    from stm_sim.dataset import simulate_session
+
+    def roughness(output_lag):
+        fp = FrameParams(
+            tip=TipParams(sigma=4.0), scan=ScanParams(white_noise=1.0, output_lag=output_lag)
+        )
+        img = render(fp, np.random.default_rng(0)).astype(float)
+        along = np.abs(np.diff(img, axis=1)).mean() / img.std()
+        across = np.abs(np.diff(img, axis=0)).mean() / img.std()
+        return along, across
+
+    (a0, c0), (a1, c1) = roughness(0.0), roughness(2.0)
+    # The feedback lag alone acts before the noise; the output lag smooths the noise as well.
+    assert a1 < 0.6 * a0 and c1 > 0.8 * c0
+    frames = list(simulate_session(20, np.random.default_rng(2), preset="postlag"))
+    assert all(0.5 <= fp.scan.output_lag <= 2.0 for _, _, fp in frames)
