@@ -7,6 +7,10 @@ only and scored on every labelled real frame of ``hsi128_dev.h5``: mean and per-
 ROC-AUC. The benchmark family (``benchmarks/realism.py``) takes 25 CPU-minutes a run, so use this
 proxy to screen changes, and the family to confirm them. Single runs move by about ±0.03, so
 compare means over seeds. Writes ``benchmarks/results/transfer_proxy.json``.
+
+``--real-cv`` trains the same CNN on the real frames instead (session-grouped 5-fold CV): what
+this model reaches when it does see real frames, the yardstick for the sim -> real figure.
+``--inputs`` applies a per-frame grey-level transform to simulated and real frames alike.
 """
 
 from __future__ import annotations
@@ -183,7 +187,9 @@ def main(argv=None) -> int:
     res = {
         "categories": list(CATEGORIES),
         "n_real": len(real),
-        "n_sim": args.n,
+        "n_sim": 0 if args.real_cv else args.n,
+        "mode": "real frames, session-grouped 5-fold CV" if args.real_cv else "sim -> real",
+        "epochs": args.epochs,
         "augment": args.augment,
         "inputs": args.inputs,
         "presets": {},
