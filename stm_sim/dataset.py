@@ -77,7 +77,8 @@ PRESETS["continuous"] = {
 }
 # Session 13, not adopted: the recorded signal low-passed along the fast axis after every noise
 # source (ScanParams.output_lag, uniform 0.5-2 px). Along-line roughness 0.22 -> 0.18 (real 0.13),
-# proxy 0.754 against 0.761, a tie (steps file v28).
+# proxy 0.754 against 0.761, a tie (steps file v28), but the benchmark family fell 0.784 -> 0.746
+# (benchmarks/results/realism_postlag.json).
 PRESETS["postlag"] = {**_DEF, "postlag": (0.5, 2.0)}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
