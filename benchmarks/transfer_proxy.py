@@ -85,6 +85,19 @@ def robust(images: np.ndarray) -> np.ndarray:
 INPUTS = {"raw": lambda x: np.asarray(x, np.float32), "equalize": equalize, "robust": robust}
 
 
+def _scored(y: np.ndarray, p: np.ndarray, t0: float) -> dict:
+    """Per-category ROC-AUC of scores ``p`` against labels ``y``, and the seconds since ``t0``."""
+    from sklearn.metrics import roc_auc_score
+
+    aucs = [float(roc_auc_score(y[:, c], p[:, c])) for c in range(y.shape[1])]
+    return {
+        "mean_roc_auc": float(np.mean(aucs)),
+        "roc_auc": aucs,
+        "seconds": time.perf_counter() - t0,
+        "_scores": p,
+    }
+
+
 def run(
     real_x,
     real_y,
@@ -96,8 +109,6 @@ def run(
     augment: str = "none",
     inputs: str = "raw",
 ) -> dict:
-    from sklearn.metrics import roc_auc_score
-
     from stm_sim.dataset import make_frameset
 
     sim = make_frameset(n, seed=seed + 1, preset=preset)
@@ -108,19 +119,11 @@ def run(
         f(sim.images)[..., None], sim.labels("gt0.5"), batch_size=64, epochs=epochs, verbose=0
     )
     p = model.predict(f(real_x)[..., None], batch_size=256, verbose=0)
-    aucs = [float(roc_auc_score(real_y[:, c], p[:, c])) for c in range(real_y.shape[1])]
-    return {
-        "mean_roc_auc": float(np.mean(aucs)),
-        "roc_auc": aucs,
-        "seconds": time.perf_counter() - t,
-        "_scores": p,
-    }
+    return _scored(real_y, p, t)
 
 
 def real_cv(real, y, *, seed: int, epochs: int, folds: int = 5) -> dict:
     """The ceiling: the same CNN trained on real frames, session-grouped k-fold CV (pooled)."""
-    from sklearn.metrics import roc_auc_score
-
     from training.splits import session_kfold
 
     t = time.perf_counter()
@@ -130,13 +133,7 @@ def real_cv(real, y, *, seed: int, epochs: int, folds: int = 5) -> dict:
         model = proxy_model(seed)
         model.fit(x[tr][..., None], y[tr], batch_size=64, epochs=epochs, verbose=0)
         p[te] = model.predict(x[te][..., None], batch_size=256, verbose=0)
-    aucs = [float(roc_auc_score(y[:, c], p[:, c])) for c in range(y.shape[1])]
-    return {
-        "mean_roc_auc": float(np.mean(aucs)),
-        "roc_auc": aucs,
-        "seconds": time.perf_counter() - t,
-        "_scores": p,
-    }
+    return _scored(y, p, t)
 
 
 def main(argv=None) -> int:
