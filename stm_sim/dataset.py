@@ -16,6 +16,7 @@ import numpy as np
 from stm_sim.params import (
     CATEGORIES,
     GHOST_P,
+    PIT_P,
     TIP_STATES,
     FrameParams,
     TipChange,
@@ -80,6 +81,8 @@ PRESETS["continuous"] = {
 # proxy 0.754 against 0.761, a tie (steps file v28), but the benchmark family fell 0.784 -> 0.746
 # (benchmarks/results/realism_postlag.json).
 PRESETS["postlag"] = {**_DEF, "postlag": (0.5, 2.0)}
+# Session 14: dark pits (dimer vacancies) in 40 % of frames (params.PIT_P).
+PRESETS["pits"] = {**_DEF, "pit_p": 0.4}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
     **_DEF,
@@ -213,6 +216,7 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
             rotation=rotation + rng.normal(0, 0.5),
             ghost_p=pr.get("ghost_p", GHOST_P),
             widths=pr.get("widths"),
+            pit_p=pr.get("pit_p", PIT_P),
         )
         if pr["lag"] is not None:
             fp.scan.feedback_lag = float(rng.uniform(*pr["lag"]))

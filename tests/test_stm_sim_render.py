@@ -381,3 +381,28 @@ def test_output_lag_smooths_the_noise_along_lines_too():
     assert a1 < 0.6 * a0 and c1 > 0.8 * c0
     frames = list(simulate_session(20, np.random.default_rng(2), preset="postlag"))
     assert all(0.5 <= fp.scan.output_lag <= 2.0 for _, _, fp in frames)
+
+
+def test_a_dimer_vacancy_is_a_dark_pit_and_leaves_the_labels():
+    plain = _clean(1.0)
+    pitted = _clean(1.0)
+    pitted.surface.blobs = ((18.5, 18.5, -0.7, 1.6),)  # the frame's centre
+    a = render(plain, np.random.default_rng(0)).astype(float)
+    b = render(pitted, np.random.default_rng(0)).astype(float)
+    iy, ix = np.unravel_index(np.argmin(b - a), a.shape)
+    assert abs(iy - 64) <= 4 and abs(ix - 64) <= 4  # darkest against the plain frame
+    assert (b - a)[60:69, 60:69].mean() < -20  # grey levels
+    assert np.array_equal(labels_from_params(plain), labels_from_params(pitted))
+
+
+def test_pits_are_a_sampling_option_off_by_default_on_in_the_pits_preset():
+    from stm_sim.dataset import simulate_session
+    from stm_sim.params import PIT_P
+
+    def share(preset):
+        rng = np.random.default_rng(1)
+        fps = [fp for _, _, fp in simulate_session(60, rng, size=32, preset=preset)]
+        return np.mean([any(amp < 0 for _, _, amp, _ in fp.surface.blobs) for fp in fps])
+
+    assert share("default") == (0.0 if PIT_P == 0 else pytest.approx(PIT_P, abs=0.15))
+    assert 0.25 < share("pits") < 0.55
