@@ -126,7 +126,7 @@ def run(args) -> dict:
         from stm_sim.dataset import make_frameset
         from training.data import concat
 
-        sim_extra = make_frameset(args.add_sim, seed=args.seed + 1)
+        sim_extra = make_frameset(args.add_sim, seed=args.seed + 1, preset=args.sim_preset)
         sim_extra.sessions = np.char.add("sim:", sim_extra.sessions.astype(str))
     oof = np.zeros((len(frames), len(CATEGORIES), args.members), np.float32)
     # The same families voting other ways (inference only): with flip TTA, with the class
@@ -198,6 +198,7 @@ def run(args) -> dict:
         "config": cfg.to_dict(),
         "engine": args.engine,
         "simulated_frames_added_to_training": args.add_sim,
+        "simulator_preset": args.sim_preset,
         "session_grouped_cv": {
             "folds": args.folds,
             "folds_run": sorted(only) if only is not None else list(range(args.folds)),
@@ -356,6 +357,11 @@ def main(argv=None) -> int:
         type=int,
         default=0,
         help="add this many simulated frames to every fold's training side (real+sim vs real)",
+    )
+    ap.add_argument(
+        "--sim-preset",
+        default="default",
+        help="simulator sampling preset of the added frames (stm_sim.dataset.PRESETS)",
     )
     ap.add_argument(
         "--only-folds",

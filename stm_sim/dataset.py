@@ -81,8 +81,8 @@ PRESETS["continuous"] = {
 # proxy 0.754 against 0.761, a tie (steps file v28), but the benchmark family fell 0.784 -> 0.746
 # (benchmarks/results/realism_postlag.json).
 PRESETS["postlag"] = {**_DEF, "postlag": (0.5, 2.0)}
-# Session 14: dark pits (dimer vacancies) in 40 % of frames (params.PIT_P).
-PRESETS["pits"] = {**_DEF, "pit_p": 0.4}
+# The generator of step 11, before dark pits (dimer vacancies) joined the default in step 14.
+PRESETS["nopits"] = {**_DEF, "pit_p": 0.0}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
     **_DEF,

@@ -5,7 +5,8 @@ Physics, calibrated on the Nottingham frames (DESIGN §1.3):
 * the 2x1 reconstruction: dimer rows every 7.68 Å, dimers every 3.84 Å along a row, two lobes
   per dimer (apparent separation ~3.2 Å) across the row; rows at 0/45/90/135° ± 3° to the fast
   scan axis; buckled dimers (c(4x2): neighbouring rows out of phase, p(2x2): in phase);
-* bright dangling bonds and adsorbate blobs, single-layer steps (1.36 Å) with rows turned 90°;
+* bright dangling bonds and adsorbate blobs, dark pits (dimer vacancies), single-layer steps (1.36 Å)
+  with rows turned 90°;
 * the tip as a kernel applied in Fourier space: a Gaussian apex of width ``tip_sigma`` (Å),
   elongated or lopsided, or several apices (ghost copies);
 * scanning: drift shear and creep (in the coordinates), a tip change spliced at a scan line
@@ -181,7 +182,7 @@ def _lattice_image(fp: FrameParams, tips, rows_of_tip, rotation: float, x, y, dx
 
 
 def _defects(fp: FrameParams, tip: TipParams, x, y) -> np.ndarray:
-    """Dangling bonds and adsorbates (Gaussians) blurred by the tip, one copy per apex.
+    """Dangling bonds, adsorbates and dark pits (Gaussians) blurred by the tip, one copy per apex.
 
     Separable outer products; drift is ignored for defects (it moves them by < 2 Å).
     """

@@ -395,7 +395,7 @@ def test_a_dimer_vacancy_is_a_dark_pit_and_leaves_the_labels():
     assert np.array_equal(labels_from_params(plain), labels_from_params(pitted))
 
 
-def test_pits_are_a_sampling_option_off_by_default_on_in_the_pits_preset():
+def test_pits_are_in_the_default_and_off_in_the_nopits_preset():
     from stm_sim.dataset import simulate_session
     from stm_sim.params import PIT_P
 
@@ -404,5 +404,5 @@ def test_pits_are_a_sampling_option_off_by_default_on_in_the_pits_preset():
         fps = [fp for _, _, fp in simulate_session(60, rng, size=32, preset=preset)]
         return np.mean([any(amp < 0 for _, _, amp, _ in fp.surface.blobs) for fp in fps])
 
-    assert share("default") == (0.0 if PIT_P == 0 else pytest.approx(PIT_P, abs=0.15))
-    assert 0.25 < share("pits") < 0.55
+    assert share("default") == pytest.approx(PIT_P, abs=0.15)
+    assert share("nopits") == 0.0
