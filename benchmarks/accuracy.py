@@ -39,6 +39,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _real import add_data_argument, real_data_missing  # noqa: E402
+
 ANCHORS = {
     "gordon_2019": {
         "mean_precision": 0.89,
@@ -332,9 +334,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
-    )
+    add_data_argument(ap)
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "accuracy.json"))
     ap.add_argument("--runs", default=str(ROOT / "runs" / "accuracy"))
     ap.add_argument("--folds", type=int, default=5)
@@ -377,8 +377,7 @@ def main(argv=None) -> int:
     if args.table_only:
         print(table(json.loads(Path(args.out).read_text())))
         return 0
-    if not Path(args.data).exists():
-        print(f"data not found: {args.data} (see ../shared/data/hsi/README.md)", file=sys.stderr)
+    if real_data_missing(args.data):
         return 2
     run(args)
     return 0

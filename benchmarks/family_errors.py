@@ -23,6 +23,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _real import add_data_argument, real_data_missing  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 CODES = "AIDRTB"  # one letter per category, in CATEGORIES order
 
@@ -51,18 +53,12 @@ def main(argv=None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("families", nargs="+", help="family folders (their soft votes are averaged)")
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
-    )
+    add_data_argument(ap)
     ap.add_argument("--categories", nargs="*", default=None, help="default: all six")
     ap.add_argument("--per", type=int, default=8, help="frames per row")
     ap.add_argument("--out", default=str(RESULTS))
     args = ap.parse_args(argv)
-    if not Path(args.data).exists():
-        print(
-            f"real frames not found: {args.data} (see ../shared/data/hsi/README.md)",
-            file=sys.stderr,
-        )
+    if real_data_missing(args.data):
         return 2
 
     import matplotlib

@@ -21,6 +21,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _real import add_data_argument, real_data_missing  # noqa: E402
+
 
 def cooccurrence(labels: np.ndarray) -> np.ndarray:
     """``out[i, j]`` = P(label j | label i) over the frames (NaN where no frame has label i).
@@ -39,9 +41,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
-    )
+    add_data_argument(ap)
     ap.add_argument("--sim", type=int, default=4000, help="simulated frames")
     ap.add_argument("--seed", type=int, default=3)
     ap.add_argument("--preset", default="default")
@@ -51,8 +51,7 @@ def main(argv=None) -> int:
     from stm_sim.dataset import make_frameset
     from training.data import CATEGORIES, load_frames
 
-    if not Path(args.data).exists():
-        print(f"no real frames at {args.data}: see ../shared/data/hsi/README", file=sys.stderr)
+    if real_data_missing(args.data):
         return 2
     real = load_frames(args.data)
     real = real.subset(real.labelled)

@@ -28,6 +28,8 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from _real import add_data_argument, real_data_missing  # noqa: E402
+
 RESULTS = ROOT / "benchmarks" / "results"
 
 
@@ -156,9 +158,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
-    )
+    add_data_argument(ap)
     ap.add_argument("--sim", type=int, default=4000, help="simulated frames for spectra/classifier")
     ap.add_argument("--speed-frames", type=int, default=20000)
     ap.add_argument("--skip-transfer", action="store_true")
@@ -178,11 +178,7 @@ def main(argv=None) -> int:
     sfx += f"_seed{args.seed}" if args.seed else ""
     if args.out is None:
         args.out = str(RESULTS / f"realism{sfx}.json")
-    if not Path(args.data).exists():
-        print(
-            f"real frames not found: {args.data} (see ../shared/data/hsi/README.md)",
-            file=sys.stderr,
-        )
+    if real_data_missing(args.data):
         return 2
 
     from stm_sim.dataset import make_arrays, make_frameset

@@ -25,6 +25,9 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+
+from _real import add_data_argument, real_data_missing  # noqa: E402
+
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
 
@@ -140,9 +143,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    ap.add_argument(
-        "--data", default=str(ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5")
-    )
+    add_data_argument(ap)
     ap.add_argument("--preset", action="append", help="repeatable (default: default)")
     ap.add_argument("--seeds", type=int, nargs="+", default=[0, 1])
     ap.add_argument("--n", type=int, default=5000, help="simulated training frames")
@@ -167,11 +168,7 @@ def main(argv=None) -> int:
     )
     ap.add_argument("--out", default=str(ROOT / "benchmarks" / "results" / "transfer_proxy.json"))
     args = ap.parse_args(argv)
-    if not Path(args.data).exists():
-        print(
-            f"real frames not found: {args.data} (see ../shared/data/hsi/README.md)",
-            file=sys.stderr,
-        )
+    if real_data_missing(args.data):
         return 2
     from sklearn.metrics import roc_auc_score
 

@@ -1,0 +1,28 @@
+"""Where the benchmarks find the real frames, and what they say when they are not there.
+
+>>> REAL_DEV.name
+'hsi128_dev.h5'
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# ../shared beside the clone, as the project's README sets it up.
+REAL_DEV = ROOT.parent / "shared" / "data" / "hsi" / "hsi128_dev.h5"
+
+
+def add_data_argument(ap: argparse.ArgumentParser) -> None:
+    """``--data``: the labelled real frames (default :data:`REAL_DEV`)."""
+    ap.add_argument("--data", default=str(REAL_DEV), help="labelled real frames (HDF5)")
+
+
+def real_data_missing(path: str | Path) -> bool:
+    """True (after saying where to get them) when the real frames are not at ``path``."""
+    if Path(path).exists():
+        return False
+    print(f"real frames not found: {path} (see ../shared/data/hsi/README.md)", file=sys.stderr)
+    return True
