@@ -30,7 +30,8 @@ from stm_sim.render import render
 STATE_P = np.array([0.12, 0.42, 0.22, 0.24])
 CHANGE_P = 0.12  # chance that the tip changes during a frame
 
-# Sampling presets. "default" is the generator every measured figure in the README uses. Its
+# Sampling presets. "default" is the generator every measured figure in the README uses (the
+# others are documented with their figures in docs/simulator_calibration.md). Its
 # tip changes shift the lattice sideways and sometimes come back as a band (with them the proxy's
 # sim -> real mean ROC-AUC went 0.713 -> 0.721 over 3 seeds, benchmarks/transfer_proxy.py).
 # "fast-axis" adds a lagging feedback (smooth along lines), measurement noise correlated along

@@ -220,7 +220,7 @@ GHOST_P = 0.12  # share of tips with 2-4 strong apices (ghost copies)
 # Share of frames with dark pits (dimer vacancies, 1-5 each, about a dimer wide), the commonest
 # defect of Si(100). The simulated family's surest false Bad/blurry calls on real frames were
 # lattices with dark pits, which the simulator never drew. With pits in 40 % of frames the two
-# benchmark families went 0.784 -> 0.794 and 0.742 -> 0.792 (README step 14).
+# benchmark families went 0.784 -> 0.794 and 0.742 -> 0.792 (docs/simulator_calibration.md, step 14).
 PIT_P = 0.4
 
 
