@@ -84,6 +84,9 @@ PRESETS["continuous"] = {
 PRESETS["postlag"] = {**_DEF, "postlag": (0.5, 2.0)}
 # The generator of step 11, before dark pits (dimer vacancies) joined the default in step 14.
 PRESETS["nopits"] = {**_DEF, "pit_p": 0.0}
+# Session 15 candidate (label rule only, images unchanged): a Rows apex narrower than 1.48 Å is
+# labelled Dimers too, 9 % of the row-state tips (1.4-2.3 Å), as real P(Dimers | Rows) = 0.09.
+PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
     **_DEF,
@@ -257,7 +260,7 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
             _add_clusters(rng, fp, state, pr["clusters"])
         if rng.random() < 0.1:  # the operator moves to a new area: rows turn
             rotation = sample_rotation(rng)
-        yield render(fp, rng), labels_from_params(fp), fp
+        yield render(fp, rng), labels_from_params(fp, rows_paired=pr.get("rows_paired", 0.0)), fp
 
 
 def _one_blas_thread() -> None:

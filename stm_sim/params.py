@@ -163,7 +163,7 @@ class FrameParams:
         return dataclasses.asdict(self)
 
 
-def _lattice_class(t: TipParams) -> tuple[int, int, int]:
+def _lattice_class(t: TipParams, rows_paired: float = 0.0) -> tuple[int, int, int]:
     atoms = t.sigma <= SIGMA_ATOMS and len(t.apex_weights) == 1
     dimers = (
         SIGMA_ATOMS < t.sigma <= SIGMA_DIMERS
@@ -173,7 +173,9 @@ def _lattice_class(t: TipParams) -> tuple[int, int, int]:
     stretched = t.elongation >= 1.8 and t.sigma * t.elongation > SIGMA_DIMERS
     rows = (SIGMA_DIMERS < t.sigma <= SIGMA_ROWS) or (stretched and t.sigma <= SIGMA_ROWS)
     if rows:
-        dimers = False
+        # A row-resolving apex narrower than rows_paired still shows the dimer pitch faintly
+        # (off by default; the "rowspaired" preset of stm_sim.dataset).
+        dimers = SIGMA_DIMERS < t.sigma < rows_paired
     return int(atoms), int(dimers), int(rows)
 
 
@@ -181,13 +183,21 @@ def _bad_tip(t: TipParams, ghosts_show: bool = True) -> bool:
     return t.sigma > SIGMA_ROWS or (t.second_apex >= 0.3 and ghosts_show)
 
 
-def labels_from_params(fp: FrameParams) -> np.ndarray:
-    """The six 0/1 labels of a frame, by the rules in this module's docstring."""
+def labels_from_params(fp: FrameParams, *, rows_paired: float = 0.0) -> np.ndarray:
+    """The six 0/1 labels of a frame, by the rules in this module's docstring.
+
+    ``rows_paired`` (Å, a candidate rule, 0 = off): a Rows apex narrower than this is labelled
+    Dimers too (real P(Dimers | Rows) = 0.09; simulated 0 without the rule).
+
+    >>> fp = FrameParams(tip=TipParams(sigma=1.45))
+    >>> labels_from_params(fp).tolist(), labels_from_params(fp, rows_paired=1.48).tolist()
+    ([0, 0, 0, 1, 0, 0], [0, 0, 1, 1, 0, 0])
+    """
     main = fp.tip
     tc = fp.tip_change
     if tc is not None and tc.new_tip_lines(fp.size) > fp.size / 2:
         main = tc.after
-    atoms, dimers, rows = _lattice_class(main)
+    atoms, dimers, rows = _lattice_class(main, rows_paired)
     resolves = main.sigma <= SIGMA_DIMERS
     lopsided = 0.15 <= main.second_apex < 0.3
     asym = int((fp.surface.buckling >= 0.25 or lopsided) and resolves)

@@ -406,3 +406,19 @@ def test_pits_are_in_the_default_and_off_in_the_nopits_preset():
 
     assert share("default") == pytest.approx(PIT_P, abs=0.15)
     assert share("nopits") == 0.0
+
+
+def test_rows_paired_rule_is_opt_in_and_keeps_dimers_on_narrow_row_tips():
+    from stm_sim.dataset import simulate_session
+
+    narrow, wide = _clean(1.45), _clean(2.0)
+    assert labels_from_params(narrow).tolist() == [0, 0, 0, 1, 0, 0]
+    assert labels_from_params(narrow, rows_paired=1.48).tolist() == [0, 0, 1, 1, 0, 0]
+    assert labels_from_params(wide, rows_paired=1.48).tolist() == [0, 0, 0, 1, 0, 0]
+    # Images are untouched: the same stream gives the same frames under both presets.
+    a = list(simulate_session(30, np.random.default_rng(4), size=48))
+    b = list(simulate_session(30, np.random.default_rng(4), size=48, preset="rowspaired"))
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+    both = [lb for _, lb, _ in b if lb[2] and lb[3]]
+    assert all(not (la[2] and la[3]) for _, la, _ in a)
+    assert len(both) <= sum(lb[3] for _, lb, _ in b)
