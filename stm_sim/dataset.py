@@ -84,8 +84,10 @@ PRESETS["continuous"] = {
 PRESETS["postlag"] = {**_DEF, "postlag": (0.5, 2.0)}
 # The generator of step 11, before dark pits (dimer vacancies) joined the default in step 14.
 PRESETS["nopits"] = {**_DEF, "pit_p": 0.0}
-# Session 15 candidate (label rule only, images unchanged): a Rows apex narrower than 1.48 Å is
-# labelled Dimers too, 9 % of the row-state tips (1.4-2.3 Å), as real P(Dimers | Rows) = 0.09.
+# Session 15, not adopted (label rule only, images unchanged): a Rows apex narrower than 1.48 Å
+# is labelled Dimers too, 9 % of the row-state tips (1.4-2.3 Å), as real P(Dimers | Rows) = 0.09
+# (simulated 0 -> 0.07). Benchmark family (seed 0) 0.794 -> 0.786: Dimers 0.75 -> 0.72, Tip
+# change 0.76 -> 0.72, Rows 0.81 -> 0.83 (benchmarks/results/realism_rowspaired.json).
 PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
