@@ -186,7 +186,7 @@ def _bad_tip(t: TipParams, ghosts_show: bool = True) -> bool:
 def labels_from_params(fp: FrameParams, *, rows_paired: float = 0.0) -> np.ndarray:
     """The six 0/1 labels of a frame, by the rules in this module's docstring.
 
-    ``rows_paired`` (Å, a candidate rule, 0 = off): a Rows apex narrower than this is labelled
+    ``rows_paired`` (Å, a rule measured in session 15 and not adopted, 0 = off): a Rows apex narrower than this is labelled
     Dimers too (real P(Dimers | Rows) = 0.09; simulated 0 without the rule).
 
     >>> fp = FrameParams(tip=TipParams(sigma=1.45))
