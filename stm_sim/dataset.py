@@ -89,6 +89,11 @@ PRESETS["nopits"] = {**_DEF, "pit_p": 0.0}
 # (simulated 0 -> 0.07). Benchmark family (seed 0) 0.794 -> 0.786: Dimers 0.75 -> 0.72, Tip
 # change 0.76 -> 0.72, Rows 0.81 -> 0.83 (benchmarks/results/realism_rowspaired.json).
 PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
+# Session 16 (label rule only, images unchanged): in a tip-change frame a bad tip that scanned
+# the smaller part no longer erases what the other tip resolves, and makes the frame Bad/blurry
+# only where it scanned 32 lines or more. P(Dimers | Tip change) 0.12 -> 0.23 (real 0.28),
+# P(Bad/blurry | Tip change) 0.65 -> 0.54 (real 0.56).
+PRESETS["tcminor"] = {**_DEF, "minor_bad_lines": 32}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
     **_DEF,
@@ -262,7 +267,12 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
             _add_clusters(rng, fp, state, pr["clusters"])
         if rng.random() < 0.1:  # the operator moves to a new area: rows turn
             rotation = sample_rotation(rng)
-        yield render(fp, rng), labels_from_params(fp, rows_paired=pr.get("rows_paired", 0.0)), fp
+        lab = labels_from_params(
+            fp,
+            rows_paired=pr.get("rows_paired", 0.0),
+            minor_bad_lines=pr.get("minor_bad_lines"),
+        )
+        yield render(fp, rng), lab, fp
 
 
 def _one_blas_thread() -> None:

@@ -420,3 +420,25 @@ def test_rows_paired_rule_is_opt_in_and_keeps_dimers_on_narrow_row_tips():
     b = list(simulate_session(30, np.random.default_rng(4), size=48, preset="rowspaired"))
     assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
     assert all(not (la[2] and la[3]) for _, la, _ in a)
+
+
+def test_minor_bad_tip_rule_is_opt_in_and_keeps_what_the_main_tip_resolves():
+    from stm_sim.dataset import simulate_session
+
+    def changed(line):
+        fp = _clean(1.0)  # a dimer tip goes blunt at ``line``
+        fp.tip_change = TipChange(line=line, after=TipParams(sigma=3.5))
+        return fp
+
+    short, long_, most = changed(110), changed(80), changed(40)
+    # Default: any bad tip in the frame erases the dimers and makes the frame bad.
+    assert labels_from_params(short).tolist() == [0, 0, 0, 0, 1, 1]
+    assert labels_from_params(short, minor_bad_lines=32).tolist() == [0, 0, 1, 0, 1, 0]
+    assert labels_from_params(long_, minor_bad_lines=32).tolist() == [0, 0, 1, 0, 1, 1]
+    # The blunt tip scanned most of the frame: unchanged.
+    assert (
+        labels_from_params(most, minor_bad_lines=32).tolist() == labels_from_params(most).tolist()
+    )
+    a = list(simulate_session(30, np.random.default_rng(4), size=48))
+    b = list(simulate_session(30, np.random.default_rng(4), size=48, preset="tcminor"))
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
