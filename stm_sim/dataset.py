@@ -89,10 +89,11 @@ PRESETS["nopits"] = {**_DEF, "pit_p": 0.0}
 # (simulated 0 -> 0.07). Benchmark family (seed 0) 0.794 -> 0.786: Dimers 0.75 -> 0.72, Tip
 # change 0.76 -> 0.72, Rows 0.81 -> 0.83 (benchmarks/results/realism_rowspaired.json).
 PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
-# Session 16 (label rule only, images unchanged): in a tip-change frame a bad tip that scanned
-# the smaller part no longer erases what the other tip resolves, and makes the frame Bad/blurry
-# only where it scanned 32 lines or more. P(Dimers | Tip change) 0.12 -> 0.23 (real 0.28),
-# P(Bad/blurry | Tip change) 0.65 -> 0.54 (real 0.56).
+# Session 16, not adopted (label rule only, images unchanged): in a tip-change frame a bad tip
+# that scanned the smaller part no longer erases what the other tip resolves, and makes the frame
+# Bad/blurry only where it scanned 32 lines or more. P(Dimers | Tip change) 0.12 -> 0.24 (real
+# 0.28), P(Bad/blurry | Tip change) 0.65 -> 0.60 (real 0.56). Benchmark family (seed 0) 0.787,
+# inside the default's run-to-run range 0.781-0.794 (benchmarks/results/realism_tcminor.json).
 PRESETS["tcminor"] = {**_DEF, "minor_bad_lines": 32}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
@@ -100,6 +101,14 @@ PRESETS["dimerpitch"] = {
     "profile": (1.0, 2.0),  # TipParams.profile, uniform per tip
     "along": (0.5, 1.6),  # SurfaceParams.lobe_along, uniform per frame
     "backbone": (0.05, 0.3),
+}
+# Session 16, rejected: the simulator randomised per session over the variants above that each
+# moved one statistic toward the real frames (a third of the sessions the default): domain
+# randomisation at the generator. Benchmark family (seed 0) 0.760, below the default's 0.781-0.794
+# (benchmarks/results/realism_mixed.json).
+PRESETS["mixed"] = {
+    **_DEF,
+    "mix": ("default", "default", "postlag", "wobble", "backbone", "dimerpitch"),
 }
 
 
@@ -216,6 +225,8 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
     ``preset``: a key of :data:`PRESETS`.
     """
     pr = _preset(preset)
+    if "mix" in pr:  # each session its own variant of the simulator, as if another microscope
+        pr = _preset(str(rng.choice(pr["mix"])))
     states = list(TIP_STATES)
     state = str(rng.choice(states, p=STATE_P))
     rotation = sample_rotation(rng)

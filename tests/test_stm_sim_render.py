@@ -442,3 +442,21 @@ def test_minor_bad_tip_rule_is_opt_in_and_keeps_what_the_main_tip_resolves():
     a = list(simulate_session(30, np.random.default_rng(4), size=48))
     b = list(simulate_session(30, np.random.default_rng(4), size=48, preset="tcminor"))
     assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+
+
+def test_mixed_preset_draws_one_simulator_variant_per_session_reproducibly():
+    from stm_sim.dataset import simulate_session
+
+    def session(s):
+        return list(simulate_session(3, np.random.default_rng([5, s]), size=32, preset="mixed"))
+
+    kinds = set()
+    for s in range(12):
+        fps = [fp for _, _, fp in session(s)]
+        lag = {fp.scan.output_lag > 0 for fp in fps}
+        wobble = {fp.scan.line_wobble > 0 for fp in fps}
+        assert len(lag) == 1 and len(wobble) == 1  # one variant for the whole session
+        kinds.add((lag.pop(), wobble.pop()))
+    assert len(kinds) >= 2
+    a, b = session(3), session(3)
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
