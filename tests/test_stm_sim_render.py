@@ -460,3 +460,16 @@ def test_mixed_preset_draws_one_simulator_variant_per_session_reproducibly():
     assert len(kinds) >= 2
     a, b = session(3), session(3)
     assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+
+
+def test_tallblobs_preset_adds_one_dominant_adsorbate_to_some_frames():
+    from stm_sim.dataset import simulate_session
+
+    fps = [
+        fp
+        for _, _, fp in simulate_session(80, np.random.default_rng(2), size=32, preset="tallblobs")
+    ]
+    tall = [fp for fp in fps if fp.surface.defect_contrast >= 4.0]
+    assert 0 < len(tall) < len(fps) / 3
+    for fp in tall:
+        assert max(amp for _, _, amp, _ in fp.surface.blobs) == 4.0
