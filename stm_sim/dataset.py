@@ -95,8 +95,10 @@ PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
 # 0.28), P(Bad/blurry | Tip change) 0.65 -> 0.60 (real 0.56). Benchmark family (seed 0) 0.787,
 # inside the default's run-to-run range 0.781-0.794 (benchmarks/results/realism_tcminor.json).
 PRESETS["tcminor"] = {**_DEF, "minor_bad_lines": 32}
-# Session 16 candidate: the real frames the benchmark families get surest wrong include lattices
-# (labelled Dimers or Rows) squeezed into a few grey levels by one large bright adsorbate.
+# Session 16, rejected: the real frames the benchmark families get surest wrong include lattices
+# (labelled Dimers or Rows) squeezed into a few grey levels by one large bright adsorbate. One
+# such adsorbate in 12 % of frames: benchmark family (seed 0) 0.764, Asymmetries 0.77 -> 0.63
+# (benchmarks/results/realism_tallblobs.json).
 PRESETS["tallblobs"] = {**_DEF, "tall": (0.12, 4.0, 10.0, 4.0, 8.0)}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
