@@ -98,6 +98,26 @@ def _reusable_family(path: str | None, cfg, train) -> Path | None:
     return Path(path) if same else None
 
 
+def _save_oof(path: Path, *, key: str, oof, held, variants, folds) -> None:
+    import os
+    import tempfile
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
+    os.close(fd)
+    np.savez(tmp, key=key, oof=oof, held=held, folds=json.dumps(folds, default=float), **variants)
+    os.replace(tmp, path)
+
+
+def _this_machine() -> str:
+    import platform
+
+    from cnn_family.backend import backend_name, gpu_names
+
+    gpus = ", ".join(gpu_names()) or f"CPU ({platform.processor() or platform.machine()})"
+    return f"{gpus}; Keras on {backend_name()}"
+
+
 def run(args) -> dict:
     from cnn_family import Family
     from cnn_family.family import Vote
@@ -120,6 +140,7 @@ def run(args) -> dict:
         members_per_category=args.members,
         label_rule=args.label_rule,
         seed=args.seed,
+        precise_bn=not args.no_precise_bn,
     )
     runs = Path(args.runs)
     t0 = time.time()
@@ -137,10 +158,36 @@ def run(args) -> dict:
     folds = []
     only = None if args.only_folds is None else {int(v) for v in args.only_folds.split(",")}
     held = np.zeros(len(frames), bool)
+    # Each finished fold's held-out votes, saved as it finishes: a run cut short (or split over
+    # several machines, each carrying the file to the next) picks up at the first missing fold.
+    oof_path = Path(args.oof) if args.oof else runs / "oof.npz"
+    key = json.dumps(
+        {
+            "config": cfg.to_dict(),
+            "folds": args.folds,
+            "add_sim": args.add_sim,
+            "sim_preset": args.sim_preset,
+            "fingerprint": frames.fingerprint(),
+            "engine": args.engine,
+        },
+        sort_keys=True,
+    )
+    done: set[int] = set()
+    if oof_path.exists():
+        z = np.load(oof_path)
+        if str(z["key"]) == key:
+            oof[:], held[:] = z["oof"], z["held"]
+            for name in variants:
+                variants[name][:] = z[name]
+            folds = json.loads(str(z["folds"]))
+            done = {int(f["fold"]) for f in folds}
+            print(f"   folds {sorted(done)} read from {oof_path}", flush=True)
+        else:
+            print(f"   {oof_path} holds another run's votes: not used", flush=True)
     for k, (tr, te) in enumerate(
         session_kfold(frames.sessions, n_splits=args.folds, seed=args.seed)
     ):
-        if only is not None and k not in only:
+        if (only is not None and k not in only) or k in done:
             continue
         held[te] = True
         print(
@@ -148,6 +195,7 @@ def run(args) -> dict:
             f"{len(set(frames.sessions[te]))} held-out sessions",
             flush=True,
         )
+        t_fold = time.time()
         train_k = frames.subset(tr)
         if args.add_sim:
             # Simulated frames join the training side only; the held-out sessions stay real.
@@ -157,7 +205,7 @@ def run(args) -> dict:
             cfg,
             runs / f"fold{k}",
             data_path=args.data,
-            verbose=0,
+            verbose=2 if args.verbose else 0,
             engine=args.engine,
         )
         if cfg.precise_bn and apply_to_family(d, frames.subset(tr)):
@@ -174,10 +222,12 @@ def run(args) -> dict:
         fm = evaluate(v.hard, v.soft, y[te], CATEGORIES)
         fm["held_out_sessions"] = sorted(set(test.sessions))
         fm["fold"] = k
+        fm["seconds"] = round(time.time() - t_fold, 1)
         folds.append(fm)
+        _save_oof(oof_path, key=key, oof=oof, held=held, variants=variants, folds=folds)
         print(
             f"   exact {fm['exact_match']:.3f}  mean AUC {fm['macro_roc_auc']:.3f}  "
-            f"mean precision {fm['mean_precision']:.3f}",
+            f"mean precision {fm['mean_precision']:.3f}  ({fm['seconds']:.0f} s)",
             flush=True,
         )
     pooled_vote = Vote.from_member_probs(oof[held], CATEGORIES, y[held])
@@ -199,11 +249,12 @@ def run(args) -> dict:
         "n_sessions": len(set(frames.sessions)),
         "config": cfg.to_dict(),
         "engine": args.engine,
+        "trained_on": args.trained_on or _this_machine(),
         "simulated_frames_added_to_training": args.add_sim,
         "simulator_preset": args.sim_preset,
         "session_grouped_cv": {
             "folds": args.folds,
-            "folds_run": sorted(only) if only is not None else list(range(args.folds)),
+            "folds_run": sorted(int(f["fold"]) for f in folds),
             "pooled": pooled,
             "pooled_other_votes": pooled_variants,
             "per_fold": {k: spread(k) for k in ("exact_match", "macro_roc_auc", "mean_precision")},
@@ -372,6 +423,23 @@ def main(argv=None) -> int:
         default=str(ROOT / "models" / "hsi_family"),
         help="a family reused for the 2018 protocol when its config and data match exactly",
     )
+    ap.add_argument(
+        "--oof",
+        help="file of the finished folds' held-out votes (default RUNS/oof.npz); the run "
+        "resumes from it, so folds can be spread over several calls or machines",
+    )
+    ap.add_argument(
+        "--no-precise-bn",
+        action="store_true",
+        help="keep BatchNorm's moving averages (fine for long runs: 30 epochs are ~1,500 steps "
+        "against the ~100-step memory of momentum 0.99)",
+    )
+    ap.add_argument(
+        "--trained-on",
+        help="where the folds were trained, recorded in the results (when --oof brings votes "
+        "from another machine, e.g. benchmarks/gpu_session.sh)",
+    )
+    ap.add_argument("--verbose", action="store_true", help="one line per training epoch")
     ap.add_argument("--table-only", action="store_true", help="print the README table of --out")
     args = ap.parse_args(argv)
     if args.table_only:

@@ -27,6 +27,7 @@ A GPU, when TensorFlow sees one, gets the same measurements under ``"gpu"``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import os
 import platform
@@ -54,7 +55,7 @@ def _median_time(fn, repeats: int, warmup: int = 2) -> float:
 
 
 def machine() -> dict:
-    import tensorflow as tf
+    from cnn_family.backend import backend_name, gpu_names, versions
 
     cpu = platform.processor() or platform.machine()
     try:
@@ -64,30 +65,49 @@ def machine() -> dict:
                 break
     except OSError:
         pass
-    gpus = tf.config.list_physical_devices("GPU")
-    gpu_names = []
-    for g in gpus:
-        try:
-            gpu_names.append(
-                tf.config.experimental.get_device_details(g).get("device_name", g.name)
-            )
-        except Exception:
-            gpu_names.append(g.name)
+    v = versions()
     return {
         "cpu": cpu,
         "cores": len(os.sched_getaffinity(0))
         if hasattr(os, "sched_getaffinity")
         else os.cpu_count(),
-        "gpus": gpu_names,
-        "tensorflow": tf.__version__,
+        "gpus": list(gpu_names()),
+        "backend": backend_name(),
+        "tensorflow": v.get("tensorflow"),
+        **({"jax": v["jax"]} if "jax" in v else {}),
+        "keras": v["keras"],
         "python": platform.python_version(),
     }
 
 
+def _on(device: str):
+    """Run on ``device`` ("/CPU:0", "/GPU:0"): TensorFlow places by scope; JAX and torch use
+    their default device, which is the GPU when there is one (only the GPU is measured then)."""
+    from cnn_family.backend import backend_name
+
+    if backend_name() == "tensorflow":
+        import tensorflow as tf
+
+        return tf.device(device)
+    return contextlib.nullcontext()
+
+
 def peak_flops(device: str, repeats: int) -> float:
+    from cnn_family.backend import backend_name
+
+    # A GPU needs a larger product to be busy; 2048 fills 2 CPU cores.
+    n = 8192 if device.startswith("/GPU") else 2048
+    if backend_name() == "jax":
+        import jax
+
+        ka, kb = jax.random.split(jax.random.key(0))
+        a = jax.random.normal(ka, (n, n), "float32")
+        b = jax.random.normal(kb, (n, n), "float32")
+        f = jax.jit(lambda a, b: (a @ b).sum())
+        dt = _median_time(lambda: float(f(a, b)), repeats)
+        return 2 * n**3 / dt
     import tensorflow as tf
 
-    n = 2048
     with tf.device(device):
         a = tf.random.normal([n, n])
         b = tf.random.normal([n, n])
@@ -101,15 +121,14 @@ def _members(family):
 
 
 def voting(family, frames: np.ndarray, device: str, repeats: int) -> dict:
-    import tensorflow as tf
-
+    from cnn_family.backend import backend_name
     from cnn_family.stacked import count_flops
 
     members = _members(family)
     x1 = frames[:1, ..., None]
     xb = frames[:256, ..., None]
     out: dict = {"ms_batch1": {}, "frames_per_second_batch256": {}}
-    with tf.device(device):
+    with _on(device):
         # The 2018 way: one predict call per member.
         xf1, xfb = x1.astype(np.float32), xb.astype(np.float32)
 
@@ -119,18 +138,31 @@ def voting(family, frames: np.ndarray, device: str, repeats: int) -> dict:
         out["ms_batch1"]["naive"] = 1e3 * _median_time(lambda: naive(xf1), max(3, repeats // 4))
         dt = _median_time(lambda: naive(xfb), 1, warmup=1)
         out["frames_per_second_batch256"]["naive"] = len(xb) / dt
+        print(f"   naive: {out['ms_batch1']['naive']:.1f} ms at batch 1", flush=True)
 
         # 18 member graphs side by side in one tf.function.
         side = family._side_by_side(members)
-        fs = tf.function(
-            lambda x: side(tf.cast(x, tf.float32), training=False),
-            input_signature=[tf.TensorSpec([None, *x1.shape[1:]], tf.uint8)],
-        )
-        out["ms_batch1"]["side_by_side"] = 1e3 * _median_time(lambda: fs(x1).numpy(), repeats)
-        dt = _median_time(lambda: fs(xb).numpy(), max(2, repeats // 10))
+        if backend_name() == "tensorflow":
+            import tensorflow as tf
+
+            fn = tf.function(
+                lambda x: side(tf.cast(x, tf.float32), training=False),
+                input_signature=[tf.TensorSpec([None, *x1.shape[1:]], tf.uint8)],
+            )
+
+            def fs(x):
+                return fn(x).numpy()
+        else:
+
+            def fs(x):
+                return side.predict_on_batch(x.astype(np.float32))
+
+        out["ms_batch1"]["side_by_side"] = 1e3 * _median_time(lambda: fs(x1), repeats)
+        dt = _median_time(lambda: fs(xb), max(2, repeats // 10))
         out["frames_per_second_batch256"]["side_by_side"] = len(xb) / dt
 
         # The stacked family, as Family.vote runs it (default chunking).
+        print(f"   side by side: {out['ms_batch1']['side_by_side']:.1f} ms at batch 1", flush=True)
         out["ms_batch1"]["fused"] = 1e3 * _median_time(lambda: family.predict_members(x1), repeats)
         dt = _median_time(lambda: family.predict_members(xb), max(2, repeats // 10))
         out["frames_per_second_batch256"]["fused"] = len(xb) / dt
@@ -157,7 +189,15 @@ def loading(family_dir: Path, export: Path, device_env: dict) -> dict:
                 cwd=ROOT,
                 capture_output=True,
                 text=True,
-                env={**os.environ, **device_env, "PYTHONPATH": str(ROOT)},
+                env={
+                    **os.environ,
+                    **device_env,
+                    # Keep what the caller's path holds (a backend installed beside the
+                    # interpreter's own packages, say) after the project.
+                    "PYTHONPATH": os.pathsep.join(
+                        [str(ROOT), *filter(None, [os.environ.get("PYTHONPATH")])]
+                    ),
+                },
                 check=True,
             )
             runs.append([float(v) for v in r.stdout.split()[-2:]])
@@ -168,7 +208,6 @@ def loading(family_dir: Path, export: Path, device_env: dict) -> dict:
 
 def training(frames, device: str, n: int, epochs: int, flops_18: float, peak: float) -> dict:
     import keras
-    import tensorflow as tf
 
     from cnn_family import CNN_global
     from training.config import TrainConfig
@@ -205,7 +244,7 @@ def training(frames, device: str, n: int, epochs: int, flops_18: float, peak: fl
         return epochs * len(sub) / (time.perf_counter() - t0)
 
     res: dict = {"frames": len(sub), "epochs_timed": epochs, "batch_size": cfg.batch_size}
-    with tf.device(device):
+    with _on(device):
         m = job.new_member(members[0])
         _, y, w = job.rows_and_weights(members[0])
         ds = make_dataset(
@@ -217,13 +256,21 @@ def training(frames, device: str, n: int, epochs: int, flops_18: float, peak: fl
         auto_layout, _, _ = _resolve_layout("auto", "none")
         for layout in ("branches", "stacked"):
             inits = [job.new_member(mm) for mm in members]
-            model = _fused_model(inits, layout, job)
-            opt = inits[0].optimizer
-            model.compile(
-                optimizer=type(opt).from_config(opt.get_config()),
-                loss=member_loss_fn(len(members)),
-                jit_compile=device.startswith("/GPU"),
-            )
+            # As the trainer does: the stack on a GPU computes in float16 (float32 weights).
+            mixed = device.startswith("/GPU") and layout == "stacked"
+            prev = keras.config.dtype_policy()
+            try:
+                if mixed:
+                    keras.config.set_dtype_policy("mixed_float16")
+                model = _fused_model(inits, layout, job)
+                opt = inits[0].optimizer
+                model.compile(
+                    optimizer=type(opt).from_config(opt.get_config()),
+                    loss=member_loss_fn(len(members)),
+                    jit_compile=device.startswith("/GPU"),
+                )
+            finally:
+                keras.config.set_dtype_policy(prev)
             t = np.zeros((len(sub), len(members)), np.float32)
             wt = np.ones_like(t)
             for j, mm in enumerate(members):
@@ -276,6 +323,17 @@ def measure(device: str, args, family, frames, export: Path) -> dict:
         f"naive {v['ms_batch1']['naive']:.1f} ms; batch256 fused {fps:.0f} frames/s",
         flush=True,
     )
+    if args.vote_only:
+        return {
+            "peak_gflops": peak / 1e9,
+            "vote_ms_batch1": {"fused": v["ms_batch1"]["fused"], "naive": v["ms_batch1"]["naive"]},
+            "vote_ms_batch1_side_by_side": v["ms_batch1"]["side_by_side"],
+            "vote_speedup_batch1": v["ms_batch1"]["naive"] / v["ms_batch1"]["fused"],
+            "frames_per_second_batch256": fps,
+            "frames_per_second_batch256_all": v["frames_per_second_batch256"],
+            "flops_per_frame": v["flops_per_frame"],
+            "fraction_of_peak": v["flops_per_frame"] * fps / peak,
+        }
     env = {} if device.startswith("/GPU") else {"CUDA_VISIBLE_DEVICES": ""}
     load = loading(Path(args.family), export, env)
     print(f"   load {load}", flush=True)
@@ -347,7 +405,11 @@ def table(r: dict) -> str:
             "{:.0f} frames/s",
         ),
         ("FLOPs per frame (18 members)", lambda d: d["flops_per_frame"] / 1e6, "{:.0f} M"),
-        ("measured peak (2048² float32 matmul)", lambda d: d["peak_gflops"], "{:.0f} GFLOP/s"),
+        (
+            "measured peak (float32 matmul, 2048² on CPU, 8192² on GPU)",
+            lambda d: d["peak_gflops"],
+            "{:.0f} GFLOP/s",
+        ),
         ("stacked voting, fraction of peak", lambda d: d["fraction_of_peak"], "{:.2f}"),
         (
             "load + first vote: 18 member files",
@@ -386,6 +448,16 @@ def table(r: dict) -> str:
             "{:.2f}",
         ),
         (
+            "train 18 **full-width** members (width 1.0), fused stack",
+            lambda d: d["training_full_width"]["fused_18_images_per_second"],
+            "{:.0f} img/s",
+        ),
+        (
+            "full width, share of the FLOP bound",
+            lambda d: d["training_full_width"]["fraction_of_flop_bound"],
+            "{:.3f}",
+        ),
+        (
             "shipped config (3,978 frames x 8 epochs), 2018 way",
             lambda d: d["training"]["shipped_config_minutes"]["naive_estimated"],
             "{:.0f} min (est.)",
@@ -401,10 +473,14 @@ def table(r: dict) -> str:
         rows.append(f"| {label} | {a} | {b} |")
     m = r["machine"]
     rows.append("")
-    rows.append(
-        f"CPU: {m['cpu']}, {m['cores']} cores; GPU: {', '.join(m['gpus']) or 'none'}; "
-        f"TensorFlow {m['tensorflow']}."
-    )
+    rows.append(f"CPU: {m['cpu']}, {m['cores']} cores, TensorFlow {m['tensorflow']}.")
+    gm = r.get("gpu_machine")
+    if gm:
+        lib = f"JAX {gm['jax']}" if gm.get("jax") else f"TensorFlow {gm.get('tensorflow')}"
+        rows.append(
+            f"GPU: {', '.join(gm['gpus'])} ({gm['cores']} CPU cores beside it), Keras "
+            f"{gm['keras']} on {lib}."
+        )
     return "\n".join(rows)
 
 
@@ -417,6 +493,11 @@ def main(argv=None) -> int:
     ap.add_argument("--repeats", type=int, default=40)
     ap.add_argument("--train-frames", type=int, default=512)
     ap.add_argument("--train-epochs", type=int, default=2)
+    ap.add_argument(
+        "--vote-only",
+        action="store_true",
+        help="peak and voting only (no loading or training figures): for a short GPU lease",
+    )
     ap.add_argument("--quick", action="store_true", help="few repeats and frames (smoke run)")
     ap.add_argument("--table-only", action="store_true", help="print the README table of --out")
     args = ap.parse_args(argv)
@@ -426,9 +507,8 @@ def main(argv=None) -> int:
     if args.quick:
         args.repeats, args.train_frames, args.train_epochs = 5, 128, 1
 
-    import tensorflow as tf
-
     from cnn_family import Family
+    from cnn_family.backend import backend_name, on_gpu
     from stm_sim.dataset import make_frameset
     from training.io import write_json_atomic
 
@@ -436,13 +516,23 @@ def main(argv=None) -> int:
     export = Path(args.out).with_name("speed_family_export.keras")
     family.export(export)
     frames = make_frameset(max(256, args.train_frames), seed=0)
+    tf_backend = backend_name() == "tensorflow"
     result = {"machine": machine(), "cpu": None, "gpu": None}
+    out = Path(args.out)
+    if not tf_backend and out.exists():
+        # Another backend measures the GPU only (it has no CPU placement to compare on the same
+        # machine): keep the CPU column from the TensorFlow run already in the file.
+        old = json.loads(out.read_text())
+        result.update(cpu=old.get("cpu"), machine=old.get("machine", result["machine"]))
     try:
-        result["cpu"] = measure("/CPU:0", args, Family.load(args.family), frames, export)
-        if tf.config.list_logical_devices("GPU"):
+        if tf_backend:
+            result["cpu"] = measure("/CPU:0", args, Family.load(args.family), frames, export)
+        if on_gpu():
             result["gpu"] = measure("/GPU:0", args, Family.load(args.family), frames, export)
+            result["gpu_machine"] = machine()
+            result.pop("gpu_note", None)
         else:
-            result["gpu_note"] = "TensorFlow saw no GPU on this machine"
+            result["gpu_note"] = f"Keras ({backend_name()}) saw no GPU on this machine"
     finally:
         export.unlink(missing_ok=True)
     write_json_atomic(args.out, result)

@@ -76,9 +76,9 @@ EXPORT_ENTRY = "stm_family.json"  # the family manifest, stored inside an export
 
 
 def _on_gpu() -> bool:
-    import tensorflow as tf
+    from cnn_family.backend import on_gpu
 
-    return bool(tf.config.list_logical_devices("GPU"))
+    return on_gpu()
 
 
 class Family:
@@ -228,9 +228,15 @@ class Family:
 
     def _compiled(self):
         if self._fn is None:
-            import tensorflow as tf
+            from cnn_family.backend import backend_name
 
             model = self.fused
+            if backend_name() != "tensorflow":
+                # Keras' own compiled predict step (jit under JAX); uint8 in, float inside.
+                self._fn = lambda x: model.predict_on_batch(np.asarray(x, np.float32))
+                return self._fn
+            import tensorflow as tf
+
             h, w = model.input_shape[1:3]
 
             # One signature for every batch size: traced once, never again.
@@ -267,9 +273,29 @@ class Family:
         if batch_size is None:
             batch_size = 256 if _on_gpu() else 16
         fn = self._compiled()
-        parts = [np.asarray(fn(xb[i : i + batch_size])) for i in range(0, len(xb), batch_size)]
+        parts = self._chunked(fn, xb, batch_size)
         flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
         return flat.reshape(len(xb), len(self.categories), self.k)
+
+    @staticmethod
+    def _chunked(fn, xb: np.ndarray, batch_size: int) -> list[np.ndarray]:
+        """``fn`` over ``xb`` in chunks of ``batch_size`` rows.
+
+        Under JAX (or torch) a short last chunk is padded and its padding cut off after: every
+        call then has one shape, and JAX compiles once instead of once per shape (minutes for a
+        full-width family on a GPU). TensorFlow's traced function takes any batch size.
+        """
+        from cnn_family.backend import backend_name
+
+        pad = backend_name() != "tensorflow" and len(xb) > batch_size
+        parts = []
+        for i in range(0, len(xb), batch_size):
+            c = xb[i : i + batch_size]
+            n = len(c)
+            if pad and n < batch_size:
+                c = np.concatenate([c, np.zeros((batch_size - n, *c.shape[1:]), c.dtype)])
+            parts.append(np.asarray(fn(c))[:n])
+        return parts
 
     def vote(
         self,

@@ -73,9 +73,14 @@ class GroupedPointwise(layers.Layer):
         )
 
     def call(self, x):
-        import tensorflow as tf
+        kernel = keras.ops.cast(self.kernel, x.dtype)
+        if keras.backend.backend() == "tensorflow":
+            import tensorflow as tf
 
-        y = tf.nn.conv2d(x, keras.ops.cast(self.kernel, x.dtype), 1, "VALID")
+            y = tf.nn.conv2d(x, kernel, 1, "VALID")
+        else:
+            # JAX and torch infer the group count from the kernel's input channels.
+            y = keras.ops.conv(x, kernel, strides=1, padding="valid")
         if self.bias is not None:
             y = y + keras.ops.cast(self.bias, y.dtype)
         return self.activation(y)

@@ -130,3 +130,22 @@ def test_replicated_2018_split_leaks_twins():
     tr, te = replicate_2018_split(100, copies=10, seed=0)
     assert len(tr) + len(te) == 1000
     assert np.isin(te, tr).mean() > 0.99  # the flaw the benchmark exposes
+
+
+def test_gpu_carry_pack_roundtrips_exactly(tmp_path, sim_frames):
+    """benchmarks/gpu_data.py: the packed frames come back bit for bit (same fingerprint)."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("gpu_data", ROOT / "benchmarks" / "gpu_data.py")
+    gpu_data = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu_data)
+    src = tmp_path / "src.h5"
+    save_frames(sim_frames, src)
+    fp = gpu_data.pack(str(src), tmp_path / "carry")
+    assert gpu_data.unpack(tmp_path / "carry", str(tmp_path / "back.h5")) == fp
+    back = load_frames(tmp_path / "back.h5")
+    want = sim_frames.subset(sim_frames.labelled)
+    assert np.array_equal(back.images, want.images)
+    assert list(back.sessions) == list(want.sessions)

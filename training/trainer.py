@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import functools
 import json
-import platform
 import re
 import sys
 import time
@@ -65,19 +64,9 @@ def member_seed(seed: int, category_index: int, k: int) -> int:
 
 
 def package_versions() -> dict[str, str]:
-    import h5py
-    import keras
-    import sklearn
-    import tensorflow as tf
+    from cnn_family.backend import versions
 
-    return {
-        "python": platform.python_version(),
-        "tensorflow": tf.__version__,
-        "keras": keras.__version__,
-        "numpy": np.__version__,
-        "h5py": h5py.__version__,
-        "scikit-learn": sklearn.__version__,
-    }
+    return versions()
 
 
 def class_balance_weights(y_hard: np.ndarray) -> np.ndarray:
@@ -100,17 +89,27 @@ def make_dataset(
     augment: bool,
     seed: int,
 ):
-    """A tf.data pipeline: in-memory frames, seeded shuffle, on-the-fly flips, prefetch.
+    """The input pipeline: in-memory frames, seeded shuffle, on-the-fly flips, prefetch.
+
+    Under TensorFlow a ``tf.data`` pipeline; under another Keras backend (JAX on a GPU machine
+    whose CUDA the TensorFlow wheels do not match) the same in NumPy, :class:`NumpyBatches`.
 
     Only flips: they keep the scan geometry (fast axis horizontal, slow axis vertical), so every
     label survives. 90-degree turns and transposes would turn a tip change between scan lines
     into a vertical seam, which no real scan shows.
     """
-    import tensorflow as tf
+    from cnn_family.backend import backend_name
 
     x = check_images(x)[..., None]
     y = np.asarray(y, np.float32).reshape(len(x), -1)
-    arrays = (x, y) if w is None else (x, y, np.asarray(w, np.float32))
+    w = None if w is None else np.asarray(w, np.float32)
+    if backend_name() != "tensorflow":
+        return NumpyBatches(
+            x, y, w, batch_size=batch_size, shuffle=shuffle, augment=augment, seed=seed
+        )
+    import tensorflow as tf
+
+    arrays = (x, y) if w is None else (x, y, w)
     ds = tf.data.Dataset.from_tensor_slices(arrays)
     if shuffle:
         ds = ds.shuffle(len(x), seed=seed, reshuffle_each_iteration=True)
@@ -128,6 +127,62 @@ def make_dataset(
 
         ds = ds.map(flip, num_parallel_calls=tf.data.AUTOTUNE)
     return ds.prefetch(tf.data.AUTOTUNE)
+
+
+@functools.cache
+def _numpy_batches_cls():
+    import keras
+
+    class _NumpyBatches(keras.utils.PyDataset):
+        """Batches of in-memory frames for any Keras backend: a seeded shuffle per epoch and
+        random horizontal/vertical flips per frame, as the ``tf.data`` pipeline does.
+
+        >>> b = NumpyBatches(x, y, batch_size=64, shuffle=True, augment=True, seed=0)  # doctest: +SKIP
+        >>> xb, yb = b[0]                                                                # doctest: +SKIP
+        """
+
+        def __init__(self, x, y, w=None, *, batch_size, shuffle, augment, seed):
+            # Worker threads would only copy: the slicing and flips are memory moves, and the
+            # accelerator waits on the step, not on them.
+            super().__init__(workers=1, use_multiprocessing=False)
+            self.x, self.y, self.w = x, y, w
+            self.batch_size, self.shuffle, self.augment = int(batch_size), shuffle, augment
+            self.rng = np.random.default_rng(seed)
+            self.order = np.arange(len(x))
+            self.on_epoch_end()
+
+        def __len__(self) -> int:
+            if self.shuffle and len(self.x) >= self.batch_size:
+                # Training drops the last partial batch (other frames each epoch): one batch
+                # shape means one compiled step under JAX, where a second shape recompiles
+                # the whole network (minutes for a full-width stack on a GPU).
+                return len(self.x) // self.batch_size
+            return -(-len(self.x) // self.batch_size)
+
+        def on_epoch_end(self) -> None:
+            if self.shuffle:
+                self.order = self.rng.permutation(len(self.x))
+
+        def __getitem__(self, i: int):
+            rows = self.order[i * self.batch_size : (i + 1) * self.batch_size]
+            xb = self.x[rows]
+            if self.augment:
+                lr = self.rng.random(len(rows)) < 0.5
+                ud = self.rng.random(len(rows)) < 0.5
+                xb = np.where(lr[:, None, None, None], xb[:, :, ::-1], xb)
+                xb = np.where(ud[:, None, None, None], xb[:, ::-1, :], xb)
+            if self.w is None:
+                return xb, self.y[rows]
+            return xb, self.y[rows], self.w[rows]
+
+    return _NumpyBatches
+
+
+def NumpyBatches(x, y, w=None, *, batch_size: int, shuffle: bool, augment: bool, seed: int):
+    """The NumPy input pipeline (a :class:`keras.utils.PyDataset`); see :func:`make_dataset`."""
+    return _numpy_batches_cls()(
+        x, y, w, batch_size=batch_size, shuffle=shuffle, augment=augment, seed=seed
+    )
 
 
 def _targets(frames: FrameSet, cfg: TrainConfig, c: int) -> tuple[np.ndarray, np.ndarray]:
@@ -298,13 +353,30 @@ def _member_bce_cls():
 
 
 def _resolve_layout(layout: str, distribute: str):
-    import tensorflow as tf
+    import contextlib
 
-    gpus = tf.config.list_logical_devices("GPU")
+    from cnn_family.backend import backend_name, gpu_names
+
+    gpus = gpu_names()
     if layout == "auto":
         # CPU: 18 side-by-side branches (each member's activations stay cache-sized; 1.3x the
         # sequential speed on 2 cores, where one wide stack is slower). GPU: one wide stack.
         layout = "stacked" if gpus else "branches"
+    if backend_name() != "tensorflow":
+        if distribute == "mirrored":
+            raise ValueError(
+                f"distribute='mirrored' needs the TensorFlow backend, got {backend_name()!r}"
+            )
+
+        class _OneDevice(contextlib.nullcontext):
+            num_replicas_in_sync = 1
+
+            def scope(self):
+                return contextlib.nullcontext()
+
+        return layout, _OneDevice(), bool(gpus)
+    import tensorflow as tf
+
     if distribute == "mirrored" or (distribute == "auto" and len(gpus) > 1):
         strategy = tf.distribute.MirroredStrategy()
     else:
