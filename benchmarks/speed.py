@@ -323,23 +323,7 @@ def measure(device: str, args, family, frames, export: Path) -> dict:
         f"naive {v['ms_batch1']['naive']:.1f} ms; batch256 fused {fps:.0f} frames/s",
         flush=True,
     )
-    if args.vote_only:
-        return {
-            "peak_gflops": peak / 1e9,
-            "vote_ms_batch1": {"fused": v["ms_batch1"]["fused"], "naive": v["ms_batch1"]["naive"]},
-            "vote_ms_batch1_side_by_side": v["ms_batch1"]["side_by_side"],
-            "vote_speedup_batch1": v["ms_batch1"]["naive"] / v["ms_batch1"]["fused"],
-            "frames_per_second_batch256": fps,
-            "frames_per_second_batch256_all": v["frames_per_second_batch256"],
-            "flops_per_frame": v["flops_per_frame"],
-            "fraction_of_peak": v["flops_per_frame"] * fps / peak,
-        }
-    env = {} if device.startswith("/GPU") else {"CUDA_VISIBLE_DEVICES": ""}
-    load = loading(Path(args.family), export, env)
-    print(f"   load {load}", flush=True)
-    tr = training(frames, device, args.train_frames, args.train_epochs, v["flops_per_frame"], peak)
-    print(f"   train {tr['images_per_second']}", flush=True)
-    return {
+    vote = {
         "peak_gflops": peak / 1e9,
         "vote_ms_batch1": {"fused": v["ms_batch1"]["fused"], "naive": v["ms_batch1"]["naive"]},
         "vote_ms_batch1_side_by_side": v["ms_batch1"]["side_by_side"],
@@ -348,6 +332,16 @@ def measure(device: str, args, family, frames, export: Path) -> dict:
         "frames_per_second_batch256_all": v["frames_per_second_batch256"],
         "flops_per_frame": v["flops_per_frame"],
         "fraction_of_peak": v["flops_per_frame"] * fps / peak,
+    }
+    if args.vote_only:
+        return vote
+    env = {} if device.startswith("/GPU") else {"CUDA_VISIBLE_DEVICES": ""}
+    load = loading(Path(args.family), export, env)
+    print(f"   load {load}", flush=True)
+    tr = training(frames, device, args.train_frames, args.train_epochs, v["flops_per_frame"], peak)
+    print(f"   train {tr['images_per_second']}", flush=True)
+    return {
+        **vote,
         "load": load,
         "train_images_per_second": {
             "naive_18": tr["images_per_second"]["naive_18"],
