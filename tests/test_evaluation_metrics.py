@@ -71,3 +71,22 @@ def test_load_any_reads_npy_pngs_and_datasets(tmp_path, rng):
         load_any(tmp_path / "obj.npy")
     with pytest.raises(FileNotFoundError):
         load_any(tmp_path / "nope.npy")
+
+
+def test_cross_fitted_thresholds_find_a_shifted_boundary():
+    """benchmarks/thresholds.py: each fold's threshold comes from the other folds."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("thr", ROOT / "benchmarks" / "thresholds.py")
+    thr = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(thr)
+    rng = np.random.default_rng(0)
+    y = (rng.random((100, 2)) < 0.3).astype(int)
+    soft = np.where(y == 1, 0.4, 0.1) + rng.normal(0, 0.005, y.shape)  # right order, low
+    folds = [(np.setdiff1d(np.arange(100), te), te) for te in np.array_split(np.arange(100), 5)]
+    hard, chosen = thr.cross_fitted(soft, y, folds)
+    assert np.array_equal(hard, y)
+    assert all(0.1 < t < 0.4 for t_k in chosen for t in t_k)
+    assert thr.summary((soft > 0.5).astype(int), y)["mean_recall"] == 0.0
