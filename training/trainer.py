@@ -31,6 +31,7 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 import re
@@ -352,9 +353,16 @@ def _member_bce_cls():
     return MemberBCE
 
 
-def _resolve_layout(layout: str, distribute: str):
-    import contextlib
+class _OneDevice:
+    """The part of a ``tf.distribute`` strategy the trainer uses, for the other backends."""
 
+    num_replicas_in_sync = 1
+
+    def scope(self):
+        return contextlib.nullcontext()
+
+
+def _resolve_layout(layout: str, distribute: str):
     from cnn_family.backend import backend_name, gpu_names
 
     gpus = gpu_names()
@@ -367,12 +375,6 @@ def _resolve_layout(layout: str, distribute: str):
             raise ValueError(
                 f"distribute='mirrored' needs the TensorFlow backend, got {backend_name()!r}"
             )
-
-        class _OneDevice(contextlib.nullcontext):
-            num_replicas_in_sync = 1
-
-            def scope(self):
-                return contextlib.nullcontext()
 
         return layout, _OneDevice(), bool(gpus)
     import tensorflow as tf
