@@ -100,13 +100,18 @@ def _reusable_family(path: str | None, cfg, train) -> Path | None:
 
 def _save_oof(path: Path, *, key: str, oof, held, variants, folds) -> None:
     import os
-    import tempfile
 
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".npz")
-    os.close(fd)
-    np.savez(tmp, key=key, oof=oof, held=held, folds=json.dumps(folds, default=float), **variants)
-    os.replace(tmp, path)
+    from training.data import atomic_path
+
+    path, tmp = atomic_path(path)
+    try:
+        with open(tmp, "wb") as f:  # a file object: np.savez would add ".npz" to a name
+            np.savez(
+                f, key=key, oof=oof, held=held, folds=json.dumps(folds, default=float), **variants
+            )
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _this_machine() -> str:
