@@ -21,7 +21,10 @@ machines are noisy):
   train the shipped family's configuration (3,978 frames x 8 epochs) end to end, estimated
   from these rates, beside the time the shipped family's own sequential run took.
 
-A GPU, when TensorFlow sees one, gets the same measurements under ``"gpu"``.
+A GPU gets the same measurements under ``"gpu"``. Under another Keras backend
+(``KERAS_BACKEND=jax`` on a GPU machine without TensorFlow, ``benchmarks/gpu_session.sh``) only
+the GPU is measured and the file's CPU column is kept; ``--vote-only`` skips loading and
+training for a short lease.
 """
 
 from __future__ import annotations
