@@ -45,7 +45,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--members", type=int, default=3, help="members per category (default 3)")
     ap.add_argument("--label-rule", choices=["gt0.5", "eq1"], default="gt0.5")
-    ap.add_argument("--targets", choices=["hard", "soft"], default="hard")
+    ap.add_argument(
+        "--targets",
+        choices=["hard", "soft", "posterior"],
+        default="hard",
+        help="0/1 labels, crowd means, or P(true label | answers) under a fitted crowd model",
+    )
     ap.add_argument("--class-weight", choices=["balanced", "none"], default="balanced")
     ap.add_argument(
         "--bootstrap", action="store_true", help="each member trains on a bootstrap sample"

@@ -146,6 +146,7 @@ def run(args) -> dict:
         label_rule=args.label_rule,
         seed=args.seed,
         precise_bn=not args.no_precise_bn,
+        targets=args.targets,
     )
     runs = Path(args.runs)
     t0 = time.time()
@@ -432,6 +433,12 @@ def main(argv=None) -> int:
         "--oof",
         help="file of the finished folds' held-out votes (default RUNS/oof.npz); the run "
         "resumes from it, so folds can be spread over several calls or machines",
+    )
+    ap.add_argument(
+        "--targets",
+        choices=["hard", "soft", "posterior"],
+        default="hard",
+        help="training targets (TrainConfig.targets); the held-out labels stay the 0/1 ones",
     )
     ap.add_argument(
         "--no-precise-bn",

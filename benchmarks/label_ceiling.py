@@ -6,8 +6,8 @@ The labels of ``hsi128_dev.h5`` are majority votes of 1-8 volunteers per frame (
 two or more answered, they often disagree (Bad/blurry: 24 % of two-answer frames). A model judged
 against such labels is capped below 1 even if it knew the truth.
 
-Per category, the two-coin model of Dawid & Skene (1979) is fitted by maximum likelihood to the
-counts of "yes" answers: a latent true label T ~ Bernoulli(prevalence), and each volunteer says
+Per category, the two-coin model of Dawid & Skene (1979) (:mod:`training.crowd`) is fitted by
+maximum likelihood to the counts of "yes" answers: a latent true label T ~ Bernoulli(prevalence), and each volunteer says
 yes with probability ``sensitivity`` if T, ``1 - specificity`` if not, independently of the frame
 and of each other. Then frames are drawn with the data's own mix of answer counts, labelled by
 the majority rule the benchmarks use (mean > 0.5), and scored by an oracle that knows T: its
@@ -34,43 +34,13 @@ sys.path.insert(0, str(ROOT / "benchmarks"))
 from _real import add_data_argument, real_data_missing  # noqa: E402
 
 
-def fit_two_coin(k: np.ndarray, n: np.ndarray) -> dict:
-    """MLE of (prevalence, sensitivity, specificity) from yes-counts ``k`` of ``n`` answers.
-
-    >>> fit_two_coin(np.array([2, 0, 0, 2, 1]), np.array([2, 2, 2, 2, 2]))  # doctest: +SKIP
-    """
-    from scipy.optimize import minimize
-    from scipy.special import expit, gammaln
-
-    k, n = np.asarray(k, float), np.asarray(n, float)
-    log_comb = gammaln(n + 1) - gammaln(k + 1) - gammaln(n - k + 1)
-
-    def nll(z):
-        pi, se, sp = expit(z)
-        lp = np.log(pi) + k * np.log(se) + (n - k) * np.log1p(-se)
-        ln = np.log1p(-pi) + k * np.log1p(-sp) + (n - k) * np.log(sp)
-        return -np.sum(log_comb + np.logaddexp(lp, ln))
-
-    # Start from "volunteers are mostly right"; the other optimum (se, sp < 0.5) is the same
-    # model with the classes swapped.
-    prev0 = float(np.clip(np.mean(k / n), 0.01, 0.99))
-    best = minimize(
-        nll,
-        x0=np.log([prev0 / (1 - prev0), 9.0, 9.0]),
-        method="Nelder-Mead",
-        options={"xatol": 1e-6, "fatol": 1e-6, "maxiter": 4000},
-    )
-    pi, se, sp = (float(v) for v in expit(best.x))
-    return {"prevalence": pi, "sensitivity": se, "specificity": sp}
-
-
-def oracle_ceiling(fit: dict, n: np.ndarray, *, draws: int, rng) -> dict:
+def oracle_ceiling(fit, n: np.ndarray, *, draws: int, rng) -> dict:
     """ROC-AUC and precision of an oracle (knows T) against majority labels of noisy answers."""
     from sklearn.metrics import precision_score, roc_auc_score
 
     nn = rng.choice(np.asarray(n, int), draws)
-    truth = rng.random(draws) < fit["prevalence"]
-    p_yes = np.where(truth, fit["sensitivity"], 1.0 - fit["specificity"])
+    truth = rng.random(draws) < fit.prevalence
+    p_yes = np.where(truth, fit.sensitivity, 1.0 - fit.specificity)
     observed = rng.binomial(nn, p_yes) / nn > 0.5
     return {
         "roc_auc": float(roc_auc_score(observed, truth.astype(float))),
@@ -90,6 +60,9 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if real_data_missing(args.data):
         return 2
+    import dataclasses
+
+    from training.crowd import fit_two_coin, yes_counts
     from training.data import CATEGORIES, load_frames
     from training.io import write_json_atomic
 
@@ -97,20 +70,20 @@ def main(argv=None) -> int:
     fr = fr.subset(fr.labelled)
     n = fr.n_responses.astype(int)
     keep = n >= 1
-    k = np.rint(np.nan_to_num(fr.mean_scores[keep]) * n[keep, None]).astype(int)
+    k = yes_counts(fr.mean_scores[keep], n[keep])
     rng = np.random.default_rng(args.seed)
     per = {}
     for c, cat in enumerate(CATEGORIES):
         fit = fit_two_coin(k[:, c], n[keep])
         two = n[keep] == 2
         per[cat] = {
-            **fit,
+            **dataclasses.asdict(fit),
             "two_answer_disagreement": float(np.mean(k[two, c] == 1)),
             **oracle_ceiling(fit, n[keep], draws=args.draws, rng=rng),
         }
         print(
-            f"{cat:18s} prevalence {fit['prevalence']:.3f}  sensitivity {fit['sensitivity']:.3f}"
-            f"  specificity {fit['specificity']:.3f}  ->  oracle ROC-AUC {per[cat]['roc_auc']:.3f}"
+            f"{cat:18s} prevalence {fit.prevalence:.3f}  sensitivity {fit.sensitivity:.3f}"
+            f"  specificity {fit.specificity:.3f}  ->  oracle ROC-AUC {per[cat]['roc_auc']:.3f}"
             f"  precision {per[cat]['precision']:.3f}"
         )
     result = {

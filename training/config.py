@@ -8,6 +8,8 @@ from pathlib import Path
 
 from training.data import CATEGORIES, LABEL_RULES
 
+TARGETS = ("hard", "soft", "posterior")
+
 
 @dataclasses.dataclass(frozen=True)
 class TrainConfig:
@@ -25,7 +27,9 @@ class TrainConfig:
     members_per_category: int = 3
     categories: tuple[str, ...] = CATEGORIES
     label_rule: str = "gt0.5"
-    targets: str = "hard"  # "hard": 0/1 by label_rule; "soft": crowd means as targets
+    # "hard": 0/1 by label_rule; "soft": crowd means; "posterior": P(true label | the answers)
+    # under a two-coin crowd model fitted to the training frames (training.crowd)
+    targets: str = "hard"
     class_weight: str = "balanced"  # "balanced" | "none"
     bootstrap: bool = False  # each member trains on its own bootstrap sample of the frames
     augment: bool = True  # random horizontal and vertical flips (label-preserving)
@@ -37,8 +41,8 @@ class TrainConfig:
     def __post_init__(self) -> None:
         if self.label_rule not in LABEL_RULES:
             raise ValueError(f"label_rule: expected one of {LABEL_RULES}, got {self.label_rule!r}")
-        if self.targets not in ("hard", "soft"):
-            raise ValueError(f"targets: expected 'hard' or 'soft', got {self.targets!r}")
+        if self.targets not in TARGETS:
+            raise ValueError(f"targets: expected one of {TARGETS}, got {self.targets!r}")
         if self.class_weight not in ("balanced", "none"):
             raise ValueError(
                 f"class_weight: expected 'balanced' or 'none', got {self.class_weight!r}"

@@ -188,8 +188,30 @@ def NumpyBatches(x, y, w=None, *, batch_size: int, shuffle: bool, augment: bool,
 
 def _targets(frames: FrameSet, cfg: TrainConfig, c: int) -> tuple[np.ndarray, np.ndarray]:
     hard = frames.labels(cfg.label_rule)[:, c]
-    target = frames.mean_scores[:, c] if cfg.targets == "soft" else hard.astype(np.float32)
+    if cfg.targets == "soft":
+        target = frames.mean_scores[:, c]
+    elif cfg.targets == "posterior":
+        target = _crowd_posterior(frames, c)
+    else:
+        target = hard.astype(np.float32)
     return np.nan_to_num(target, nan=0.0).astype(np.float32), hard
+
+
+def _crowd_posterior(frames: FrameSet, c: int) -> np.ndarray:
+    """P(true label | the volunteers' answers) for category ``c``, from a two-coin crowd model
+    fitted to these frames alone (the training side of a split never sees the held-out ones)."""
+    from training.crowd import fit_two_coin, posterior, yes_counts
+
+    n = np.maximum(frames.n_responses.astype(int), 1)  # frames without a count: one volunteer
+    if not np.any(n >= 2):
+        # With one answer per frame, volunteers' error rates and the prevalence cannot be told
+        # apart: any posterior would be a guess.
+        raise ValueError(
+            "targets='posterior': expected crowd labels with two or more answers on some frames "
+            f"(n_responses), got at most {int(n.max())} answer per frame"
+        )
+    k = yes_counts(frames.mean_scores[:, [c]], n)[:, 0]
+    return posterior(k, n, fit_two_coin(k, n))
 
 
 class _EpochCheckpoint:
