@@ -177,3 +177,5 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path):
     for x in m["members"]:
         hist = json.loads((fam / "history" / f"{x['name']}.json").read_text())
         assert len(hist["loss"]) == 3  # every epoch exactly once across the two runs
+    resumed = m["resumed_after_epoch"]  # provenance: these members went on from a checkpoint
+    assert resumed and all(e in ([1], [2]) for e in resumed.values())

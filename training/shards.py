@@ -35,6 +35,7 @@ _PER_RUN = (
     "status",
     "engine",
     "precise_bn_members",
+    "resumed_after_epoch",
 )
 
 
@@ -95,6 +96,14 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
         merged.pop("batchnorm", None)
     merged["engine"] = sorted({m.get("engine", "sequential") for m in manifests})
     merged["merged_from"] = sources
+    by_dir = {str(d): m for d, m in zip(shards, manifests, strict=True)}
+    resumed = {
+        name: by_dir[src]["resumed_after_epoch"][name]
+        for name, src in sources.items()
+        if name in by_dir[src].get("resumed_after_epoch", {})
+    }
+    if resumed:
+        merged["resumed_after_epoch"] = resumed
     merged["train_seconds_this_run"] = round(
         sum(float(m.get("train_seconds_this_run", 0.0)) for m in manifests), 1
     )

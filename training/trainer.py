@@ -283,7 +283,8 @@ class _Job:
         write_json_atomic(self.out / "history" / f"{m['name']}.json", history)
 
 
-def _train_one(job: _Job, m: dict, n_members: int, verbose) -> None:
+def _train_one(job: _Job, m: dict, n_members: int, verbose) -> int:
+    """Train (or resume) member ``m``; returns the epoch it resumed after (0: from scratch)."""
     import keras
 
     out, config = job.out, job.config
@@ -338,6 +339,7 @@ def _train_one(job: _Job, m: dict, n_members: int, verbose) -> None:
     ckpt.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     keras.backend.clear_session(free_memory=True)
+    return start
 
 
 def member_loss_fn(n_members: int):
@@ -408,7 +410,8 @@ def _resolve_layout(layout: str, distribute: str):
     return layout, strategy, bool(gpus)
 
 
-def _train_fused(job: _Job, pending: list[dict], *, layout, distribute, verbose) -> None:
+def _train_fused(job: _Job, pending: list[dict], *, layout, distribute, verbose) -> int:
+    """Train (or resume) the pending members in one model; returns the epoch it resumed after."""
     import keras
 
     from cnn_family.stacked import unstack_weights
@@ -496,6 +499,7 @@ def _train_fused(job: _Job, pending: list[dict], *, layout, distribute, verbose)
     ckpt.unlink(missing_ok=True)
     state_path.unlink(missing_ok=True)
     keras.backend.clear_session(free_memory=True)
+    return start
 
 
 def _fused_model(inits: list, layout: str, job: _Job):
@@ -753,16 +757,25 @@ def train_family(
         else:
             pending.append(m)
     manifest["engine"] = engine
+    # Which members went on from a checkpoint, and after which epoch: a resumed member draws its
+    # later batches in another order than an uninterrupted run, so it is not bit-identical.
+    resumed = {k: list(v) for k, v in old_manifest.get("resumed_after_epoch", {}).items()}
     if pending and engine == "sequential":
         for m in pending:
-            _train_one(job, m, len(all_members), verbose)
+            start = _train_one(job, m, len(all_members), verbose)
+            if start:
+                resumed.setdefault(m["name"], []).append(start)
             if on_member_done is not None:
                 on_member_done(m["name"])
     elif pending:
-        _train_fused(job, pending, layout=layout, distribute=distribute, verbose=verbose)
-        if on_member_done is not None:
-            for m in pending:
+        start = _train_fused(job, pending, layout=layout, distribute=distribute, verbose=verbose)
+        for m in pending:
+            if start:
+                resumed.setdefault(m["name"], []).append(start)
+            if on_member_done is not None:
                 on_member_done(m["name"])
+    if resumed:
+        manifest["resumed_after_epoch"] = resumed
 
     if config.precise_bn:
         _precise_bn_for_kept(job, all_members, pending, old_manifest, manifest)
