@@ -2,6 +2,7 @@
 
     python main_training.py --data ../shared/data/hsi/hsi128_dev.h5 --name hsi_family
     python main_training.py                      # no data: simulated H:Si(100) frames
+    python main_training.py --data real.h5 --init-from models/my_family --name tuned
 
 Interrupted? Run the same command again: it resumes where it stopped.
 On a cluster, train shards with --train-members 0-5 (etc.) and merge them with
@@ -61,6 +62,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument(
+        "--init-from",
+        metavar="FAMILY_DIR",
+        help="start each member from the same-named member of this trained family (e.g. one "
+        "trained on simulated frames, to fine-tune on real ones)",
+    )
+    ap.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="optimizer learning rate (default: the architecture's own)",
+    )
+    ap.add_argument(
         "--engine",
         choices=["fused", "sequential"],
         default="fused",
@@ -103,6 +116,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         augment=not args.no_augment,
         val_fraction=args.val_fraction,
         seed=args.seed,
+        init_from=args.init_from,
+        learning_rate=args.learning_rate,
     )
     argv_list = list(sys.argv[1:] if argv is None else argv)
     run_training(

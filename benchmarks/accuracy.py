@@ -147,6 +147,7 @@ def run(args) -> dict:
         seed=args.seed,
         precise_bn=not args.no_precise_bn,
         targets=args.targets,
+        init_from=args.init_from,
     )
     runs = Path(args.runs)
     t0 = time.time()
@@ -450,6 +451,11 @@ def main(argv=None) -> int:
         "--trained-on",
         help="where the folds were trained, recorded in the results (when --oof brings votes "
         "from another machine, e.g. benchmarks/gpu_session.sh)",
+    )
+    ap.add_argument(
+        "--init-from",
+        help="a trained family whose members start every fold's (e.g. one trained on simulated "
+        "frames only: sim-pretrained, fine-tuned on each fold's real frames)",
     )
     ap.add_argument("--verbose", action="store_true", help="one line per training epoch")
     ap.add_argument("--table-only", action="store_true", help="print the README table of --out")

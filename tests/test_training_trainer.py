@@ -179,3 +179,46 @@ def test_killed_run_resumes_from_its_last_epoch(tmp_path):
         assert len(hist["loss"]) == 3  # every epoch exactly once across the two runs
     resumed = m["resumed_after_epoch"]  # provenance: these members went on from a checkpoint
     assert resumed and all(e in ([1], [2]) for e in resumed.values())
+
+
+@pytest.mark.parametrize("engine", ["sequential", "fused"])
+def test_init_from_starts_members_from_another_family(
+    tmp_path, sim_frames, tiny_family_dir, engine
+):
+    import keras
+
+    # lr 0: training moves no trainable weight, so what the member ends with is what it began
+    # with (BatchNorm's moving statistics still update, so only trainable weights compare).
+    cfg = TrainConfig(
+        **{**TINY, "categories": ("Rows",), "members_per_category": 2},
+        learning_rate=0.0,
+        precise_bn=False,
+        init_from=str(tiny_family_dir),
+    )
+    out = train_family(sim_frames, cfg, tmp_path / engine, verbose=0, engine=engine)
+    for k in range(2):
+        got = keras.models.load_model(out / "members" / f"rows_{k}.keras")
+        src = keras.models.load_model(tiny_family_dir / "members" / f"rows_{k}.keras")
+        for a, b in zip(got.trainable_weights, src.trainable_weights, strict=True):
+            np.testing.assert_array_equal(np.asarray(a), np.asarray(b))
+    m = json.loads((out / "manifest.json").read_text())
+    src_m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    assert m["init_from"]["path"] == str(tiny_family_dir)
+    assert m["init_from"]["data"]["fingerprint"] == src_m["data"]["fingerprint"]
+    assert TrainConfig.load(out / "config.json").init_from == str(tiny_family_dir)
+
+
+def test_init_from_refuses_a_family_that_cannot_start_this_one(
+    tmp_path, sim_frames, tiny_family_dir
+):
+    from training.trainer import InitFromError
+
+    with pytest.raises(InitFromError, match=r"manifest\.json"):
+        train_family(sim_frames, TrainConfig(**TINY, init_from=str(tmp_path)), tmp_path / "a")
+    wider = TrainConfig(**{**TINY, "width": 0.25}, init_from=str(tiny_family_dir))
+    with pytest.raises(InitFromError, match="this run builds"):
+        train_family(sim_frames, wider, tmp_path / "b")
+    more = TrainConfig(**{**TINY, "members_per_category": 4}, init_from=str(tiny_family_dir))
+    with pytest.raises(InitFromError, match="asymmetries_3"):
+        train_family(sim_frames, more, tmp_path / "c")
+    assert not (tmp_path / "b").exists()  # refused before anything was written

@@ -36,6 +36,9 @@ class TrainConfig:
     val_fraction: float = 0.0  # > 0 holds out whole sessions for the training curves
     learning_rate: float | None = None  # None: the builder's default
     precise_bn: bool = True  # BatchNorm statistics recomputed under the final weights
+    # A trained family (folder) whose members start this one's (matched by name): e.g. members
+    # trained on simulated frames, fine-tuned here on real ones. None: fresh weights.
+    init_from: str | None = None
     seed: int = 0
 
     def __post_init__(self) -> None:

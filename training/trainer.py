@@ -55,6 +55,55 @@ class ResumeMismatchError(ValueError):
     """A family folder holds a run with another configuration or other data."""
 
 
+class InitFromError(ValueError):
+    """``TrainConfig.init_from`` names a family that cannot start this one."""
+
+
+def init_family_summary(config: TrainConfig) -> dict | None:
+    """Check that ``config.init_from`` can start a family of ``config``; its provenance.
+
+    The family must be complete, of the same architecture and builder options, and hold a
+    member file for every member name of ``config``. Raises :class:`InitFromError` otherwise.
+    """
+    if config.init_from is None:
+        return None
+    src = Path(config.init_from)
+    manifest_path = src / "manifest.json"
+    if not manifest_path.exists():
+        raise InitFromError(
+            f"init_from: expected a trained family folder with manifest.json, got {src}"
+        )
+    man = json.loads(manifest_path.read_text())
+    if man.get("status") != "complete":
+        raise InitFromError(
+            f"init_from: expected a complete family, {src} is {man.get('status')!r}"
+        )
+    # The shape-setting options must agree; the learning rate may differ (fine-tuning).
+    theirs = {k: v for k, v in man.get("builder_options", {}).items() if k != "learning_rate"}
+    ours = {k: v for k, v in config.builder_options().items() if k != "learning_rate"}
+    if man.get("architecture") != config.architecture or theirs != ours:
+        raise InitFromError(
+            f"init_from: {src} is {man.get('architecture')} {theirs}, "
+            f"this run builds {config.architecture} {ours}"
+        )
+    files = {m["name"]: m["file"] for m in man.get("members", [])}
+    wanted = [
+        member_name(c, k) for c in config.categories for k in range(config.members_per_category)
+    ]
+    missing = [n for n in wanted if n not in files or not (src / files[n]).exists()]
+    if missing:
+        raise InitFromError(
+            f"init_from: {src} has no member {missing[0]!r} ({len(missing)} of "
+            f"{len(wanted)} missing); it holds {sorted(files)[:4]}..."
+        )
+    return {
+        "path": str(src),
+        "data": man.get("data"),
+        "epochs": man.get("training", {}).get("epochs"),
+        "command": man.get("command"),
+    }
+
+
 def member_name(category: str, k: int) -> str:
     """``("Bad/blurry", 2) -> "bad_blurry_2"``."""
     return f"{re.sub(r'[^a-z0-9]+', '_', category.lower()).strip('_')}_{k}"
@@ -255,7 +304,11 @@ class _Job:
         import keras
 
         keras.utils.set_random_seed(m["seed"])
-        return self.builder(self.shape, 1, name=m["name"], **self.opts)
+        model = self.builder(self.shape, 1, name=m["name"], **self.opts)
+        if self.config.init_from is not None:
+            src = Path(self.config.init_from) / "members" / f"{m['name']}.keras"
+            model.set_weights(keras.models.load_model(src, compile=False).get_weights())
+        return model
 
     def rows_and_weights(self, m: dict) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
         """Row index (a bootstrap sample or all rows), targets, and class-balance weights."""
@@ -663,6 +716,7 @@ def train_family(
     if len(frames) == 0:
         raise ValueError("train_family: expected labelled frames, got none (all NaN scores)")
     data = _data_summary(frames, data_path)
+    init = init_family_summary(config)  # fail before any training if it cannot start this run
 
     manifest_path = out / "manifest.json"
     old_manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
@@ -737,6 +791,7 @@ def train_family(
         "vote": "each member's probability rounded at 0.5; 2 of 3 per category",
         "training": config.to_dict(),
         "data": data,
+        **({"init_from": init} if init else {}),
         # What the class-balance weights hid: Family.vote(undo_class_weights=True) needs it.
         "train_positive_rate": positive_rates(train, config.label_rule, config.categories),
         "versions": package_versions(),
