@@ -174,6 +174,7 @@ def run(args) -> dict:
             "folds": args.folds,
             "add_sim": args.add_sim,
             "sim_preset": args.sim_preset,
+            **({"train_sessions": args.train_sessions} if args.train_sessions else {}),
             "fingerprint": frames.fingerprint(),
             "engine": args.engine,
         },
@@ -197,6 +198,16 @@ def run(args) -> dict:
         if (only is not None and k not in only) or k in done:
             continue
         held[te] = True
+        if args.train_sessions:
+            # The few-labels regime: a seeded choice of whole sessions of the training side.
+            pool = np.unique(frames.sessions[tr])
+            if args.train_sessions > len(pool):
+                raise SystemExit(
+                    f"--train-sessions: expected at most {len(pool)} (fold {k + 1}'s training "
+                    f"sessions), got {args.train_sessions}"
+                )
+            keep = np.random.default_rng(args.seed + k).choice(pool, args.train_sessions, False)
+            tr = tr[np.isin(frames.sessions[tr], keep)]
         print(
             f"== fold {k + 1}/{args.folds}: {len(tr)} train / {len(te)} test frames, "
             f"{len(set(frames.sessions[te]))} held-out sessions",
@@ -259,6 +270,7 @@ def run(args) -> dict:
         "trained_on": args.trained_on or _this_machine(),
         "simulated_frames_added_to_training": args.add_sim,
         "simulator_preset": args.sim_preset,
+        "train_sessions_per_fold": args.train_sessions,
         "session_grouped_cv": {
             "folds": args.folds,
             "folds_run": sorted(int(f["fold"]) for f in folds),
@@ -456,6 +468,13 @@ def main(argv=None) -> int:
         "--init-from",
         help="a trained family whose members start every fold's (e.g. one trained on simulated "
         "frames only: sim-pretrained, fine-tuned on each fold's real frames)",
+    )
+    ap.add_argument(
+        "--train-sessions",
+        type=int,
+        default=0,
+        help="train each fold on only this many of its training sessions (seeded; the "
+        "few-labels regime); the held-out sessions stay the same",
     )
     ap.add_argument("--verbose", action="store_true", help="one line per training epoch")
     ap.add_argument("--table-only", action="store_true", help="print the README table of --out")
