@@ -35,6 +35,17 @@ def test_main_training_on_simulated_frames(tmp_path, capsys):
     assert m["command"].startswith("python main_training.py --synthetic-frames 24")
     assert (tmp_path / "sim" / "training_curves.png").exists()
 
+    # Fine-tuning from that family: same shape flags, the members start from its weights.
+    tiny = ["--synthetic-frames", "24", "--out-root", str(tmp_path), "--width", "0.125"]
+    tiny += ["--max-filters", "16", "--epochs", "1", "--members", "1", "--quiet"]
+    rc = main_training.main(
+        [*tiny, "--name", "tuned", "--init-from", str(tmp_path / "sim"), "--learning-rate", "1e-4"]
+    )
+    assert rc == 0
+    m = json.loads((tmp_path / "tuned" / "manifest.json").read_text())
+    assert m["init_from"]["path"] == str(tmp_path / "sim")
+    assert m["training"]["learning_rate"] == 1e-4 and m["status"] == "complete"
+
 
 def test_main_evaluate_guess_guesses_and_evaluates(tmp_path, tiny_family_dir, sim_frames, capsys):
     from training.data import save_frames
