@@ -199,15 +199,12 @@ def run(args) -> dict:
             continue
         held[te] = True
         if args.train_sessions:
-            # The few-labels regime: a seeded choice of whole sessions of the training side.
-            pool = np.unique(frames.sessions[tr])
-            if args.train_sessions > len(pool):
-                raise SystemExit(
-                    f"--train-sessions: expected at most {len(pool)} (fold {k + 1}'s training "
-                    f"sessions), got {args.train_sessions}"
+            try:
+                tr = few_sessions(
+                    frames.sessions, tr, fold=k, n=args.train_sessions, seed=args.seed
                 )
-            keep = np.random.default_rng(args.seed + k).choice(pool, args.train_sessions, False)
-            tr = tr[np.isin(frames.sessions[tr], keep)]
+            except ValueError as e:
+                raise SystemExit(f"--train-sessions: {e}") from None
         print(
             f"== fold {k + 1}/{args.folds}: {len(tr)} train / {len(te)} test frames, "
             f"{len(set(frames.sessions[te]))} held-out sessions",
@@ -239,6 +236,7 @@ def run(args) -> dict:
         variants["both"][te] = fam.undo_class_weights(tta)
         fm = evaluate(v.hard, v.soft, y[te], CATEGORIES)
         fm["held_out_sessions"] = sorted(set(test.sessions))
+        fm["n_train"] = len(tr)
         fm["fold"] = k
         fm["seconds"] = round(time.time() - t_fold, 1)
         folds.append(fm)
@@ -398,6 +396,24 @@ def table(r: dict) -> str:
             f"| {c} | {_f(v['precision'])} | {_f(v['recall'])} | {_f(v['f1'])} | {_f(v['roc_auc'])} | {v['support']} |"
         )
     return "\n".join(lines)
+
+
+def few_sessions(
+    sessions: np.ndarray, tr: np.ndarray, *, fold: int, n: int, seed: int
+) -> np.ndarray:
+    """The few-labels regime: the rows of ``tr`` in a seeded choice of ``n`` of its sessions.
+
+    >>> s = np.array(["a", "a", "b", "c", "c", "d"])
+    >>> few_sessions(s, np.arange(6), fold=0, n=2, seed=0).tolist()
+    [3, 4, 5]
+    """
+    pool = np.unique(sessions[tr])
+    if n > len(pool):
+        raise ValueError(
+            f"expected at most {len(pool)} (fold {fold + 1}'s training sessions), got {n}"
+        )
+    keep = np.random.default_rng(seed + fold).choice(pool, n, False)
+    return tr[np.isin(sessions[tr], keep)]
 
 
 def main(argv=None) -> int:

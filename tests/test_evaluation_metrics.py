@@ -109,3 +109,29 @@ def test_label_ceiling_oracle_is_capped_by_noisy_volunteers():
     perfect = lc.oracle_ceiling(TwoCoin(0.2, 1.0, 1.0), n, draws=5000, rng=rng)
     noisy = lc.oracle_ceiling(TwoCoin(0.2, 0.8, 0.95), n, draws=5000, rng=rng)
     assert perfect["roc_auc"] == 1.0 and noisy["roc_auc"] < 0.95
+
+
+def test_few_labels_keeps_whole_sessions_and_scores_each_fold(monkeypatch):
+    """benchmarks/accuracy.py --train-sessions and benchmarks/few_labels.py: the few-labels
+    regime keeps whole training sessions (seeded), and each fold is scored on its own rows."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("fl", ROOT / "benchmarks" / "few_labels.py")
+    fl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(fl)
+    sessions = np.repeat(np.array(["a", "b", "c", "d", "e"]), [3, 1, 4, 2, 5])
+    tr = np.flatnonzero(sessions != "e")  # "e" is held out
+    kept = fl.few_sessions(sessions, tr, fold=1, n=2, seed=0)
+    assert len(set(sessions[kept])) == 2 and "e" not in set(sessions[kept])
+    for s in set(sessions[kept]):  # whole sessions, never part of one
+        assert np.isin(np.flatnonzero(sessions == s), kept).all()
+    assert np.array_equal(kept, fl.few_sessions(sessions, tr, fold=1, n=2, seed=0))
+    with pytest.raises(ValueError, match="at most 4"):
+        fl.few_sessions(sessions, tr, fold=1, n=5, seed=0)
+    y = np.array([[0, 1], [1, 0], [0, 1], [1, 0]])
+    soft = np.array([[0.2, 0.9], [0.8, 0.1], [0.7, 0.2], [0.3, 0.6]])
+    first, second = np.array([1, 1, 0, 0], bool), np.array([0, 0, 1, 1], bool)
+    assert fl.fold_scores(y, soft, [first, second]) == [1.0, 0.0]

@@ -1,0 +1,196 @@
+"""How many labelled real frames does a family need, and what do simulated frames add?
+
+    python benchmarks/few_labels.py
+
+Puts side by side, on the same five session-grouped folds of ``hsi128_dev.h5``:
+
+* **no labels**: the sim-only family (``runs/realism/sim4000_w0.25_e8``, trained on 4,000
+  simulated frames, never a real one) voting on each fold's held-out sessions;
+* **4 labelled sessions** per fold (``accuracy.py --train-sessions 4``), from scratch and
+  simulated first (``--init-from`` that sim-only family);
+* **all the fold's labelled sessions** (about 21), from scratch and simulated first.
+
+It trains nothing: it reads the ``accuracy.py`` results named below and votes the sim-only
+family once (a minute on 2 cores). Writes ``benchmarks/results/few_labels.json`` and
+``few_labels.png`` (mean ROC-AUC per fold against labelled frames, and per category).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from _real import add_data_argument, real_data_missing  # noqa: E402
+from accuracy import few_sessions  # noqa: E402
+
+RESULTS = ROOT / "benchmarks" / "results"
+# (label, results file, labelled sessions per fold or None for all, simulated first)
+RUNS = [
+    ("4 sessions, from scratch", "accuracy_few4_scratch.json", 4, False),
+    ("4 sessions, simulated first", "accuracy_few4_init.json", 4, True),
+    ("all sessions, from scratch", "accuracy.json", None, False),
+    ("all sessions, simulated first", "accuracy_sim_init.json", None, True),
+]
+
+
+def fold_scores(y: np.ndarray, soft: np.ndarray, masks: list[np.ndarray]) -> list[float]:
+    """Mean ROC-AUC over categories on each fold's rows.
+
+    >>> y = np.array([[0], [1], [0], [1]]); s = np.array([[0.1], [0.9], [0.8], [0.2]])
+    >>> fold_scores(y, s, [np.array([1, 1, 0, 0], bool), np.array([0, 0, 1, 1], bool)])
+    [1.0, 0.0]
+    """
+    from sklearn.metrics import roc_auc_score
+
+    out = []
+    for m in masks:
+        aucs = [roc_auc_score(y[m, c], soft[m, c]) for c in range(y.shape[1])]
+        out.append(float(np.mean(aucs)))
+    return out
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    add_data_argument(ap)
+    ap.add_argument("--sim-family", default=str(ROOT / "runs/realism/sim4000_w0.25_e8"))
+    ap.add_argument("--out", default=str(RESULTS / "few_labels.json"))
+    args = ap.parse_args(argv)
+    if real_data_missing(args.data):
+        return 2
+    missing = [f for _, f, _, _ in RUNS if not (RESULTS / f).exists()]
+    if missing or not Path(args.sim_family).exists():
+        print(
+            f"expected the accuracy.py results {missing} and the sim-only family "
+            f"{args.sim_family} (see the README's 'Real + simulated'); not found",
+            file=sys.stderr,
+        )
+        return 2
+
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from sklearn.metrics import roc_auc_score
+
+    from cnn_family import Family
+    from training.data import CATEGORIES, load_frames
+    from training.splits import session_kfold
+
+    real = load_frames(args.data)
+    real = real.subset(real.labelled)
+    y = real.labels("gt0.5")
+    runs = {name: json.loads((RESULTS / f).read_text()) for name, f, _, _ in RUNS}
+    first = runs[RUNS[0][0]]
+    seed, n_folds = first["config"]["seed"], first["session_grouped_cv"]["folds"]
+    splits = list(session_kfold(real.sessions, n_splits=n_folds, seed=seed))
+    for name, r in runs.items():
+        held = [sorted(f["held_out_sessions"]) for f in r["session_grouped_cv"]["fold_details"]]
+        if held != [sorted(set(real.sessions[te])) for _, te in splits]:
+            raise ValueError(f"{name}: expected the same {n_folds} session folds as the others")
+
+    masks = [np.isin(np.arange(len(real)), te) for _, te in splits]
+    sim_soft = Family.load(args.sim_family).vote(real.images).soft
+    rows = {
+        "no labels, simulated only": {
+            "labelled_frames": [0] * n_folds,
+            "per_fold": fold_scores(y, sim_soft, masks),
+            "pooled": float(np.mean([roc_auc_score(y[:, c], sim_soft[:, c]) for c in range(6)])),
+            "per_category": {
+                c: float(roc_auc_score(y[:, i], sim_soft[:, i])) for i, c in enumerate(CATEGORIES)
+            },
+        }
+    }
+    for name, _, n_sess, _ in RUNS:
+        cv = runs[name]["session_grouped_cv"]
+        n_train = [
+            len(few_sessions(real.sessions, tr, fold=k, n=n_sess, seed=seed) if n_sess else tr)
+            for k, (tr, _) in enumerate(splits)
+        ]
+        rows[name] = {
+            "labelled_frames": n_train,
+            "per_fold": [f["macro_roc_auc"] for f in cv["fold_details"]],
+            "pooled": cv["pooled"]["macro_roc_auc"],
+            "per_category": {c: v["roc_auc"] for c, v in cv["pooled"]["per_category"].items()},
+        }
+
+    result = {
+        "data": str(args.data),
+        "sim_family": str(args.sim_family),
+        "folds": n_folds,
+        "metric": "mean ROC-AUC over the six categories, on each fold's held-out real sessions",
+        "runs": rows,
+    }
+    Path(args.out).write_text(json.dumps(result, indent=1))
+    print(f"wrote {args.out}")
+    print("| training | labelled real frames per fold | pooled | per fold |\n|---|---|---|---|")
+    for name, r in rows.items():
+        per = " / ".join(f"{v:.3f}" for v in r["per_fold"])
+        lab = "–".join(str(v) for v in (min(r["labelled_frames"]), max(r["labelled_frames"])))
+        print(f"| {name} | {lab} | {r['pooled']:.3f} | {per} |")
+
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    colours = {False: "tab:grey", True: "tab:blue"}
+    sim = rows["no labels, simulated only"]
+    for k in range(n_folds):
+        for init in (False, True):
+            pts = [(0, sim["per_fold"][k])] if init else []
+            pts += [
+                (rows[n]["labelled_frames"][k], rows[n]["per_fold"][k])
+                for n, _, _, i in RUNS
+                if i == init
+            ]
+            xs, ys = zip(*pts, strict=True)
+            a1.plot(xs, ys, "-o", color=colours[init], alpha=0.45, ms=3, lw=1)
+    for init, label in (
+        (False, "real frames only, from scratch"),
+        (True, "simulated first, then real"),
+    ):
+        pooled = [(0, sim["pooled"])] if init else []
+        pooled += [
+            (float(np.median(rows[n]["labelled_frames"])), rows[n]["pooled"])
+            for n, _, _, i in RUNS
+            if i == init
+        ]
+        xs, ys = zip(*pooled, strict=True)
+        a1.plot(xs, ys, "-o", color=colours[init], lw=2.5, label=f"{label} (pooled)")
+    a1.axhline(
+        sim["pooled"], color="tab:orange", ls="--", lw=1, label="simulated only, no labels (pooled)"
+    )
+    a1.set_xscale("symlog", linthresh=100)
+    a1.set_xlim(-30, 6000)
+    a1.set_ylim(0.6, 0.96)
+    a1.set_xticks([0, 100, 1000], ["0", "100", "1,000"])
+    a1.set_xlabel("labelled real frames the family trained on (thin: one line per fold)")
+    a1.set_ylabel("mean ROC-AUC, held-out sessions")
+    a1.set_title("Fewer labels: the simulator matters more")
+    a1.legend(fontsize=8, loc="upper left")
+    a1.grid(alpha=0.3)
+    names = list(rows)
+    width = 0.8 / len(names)
+    for j, n in enumerate(names):
+        vals = [rows[n]["per_category"][c] for c in CATEGORIES]
+        a2.bar(np.arange(6) + (j - len(names) / 2 + 0.5) * width, vals, width, label=n)
+    a2.set_xticks(range(6), [c.replace(" ", "\n") for c in CATEGORIES], fontsize=8)
+    a2.set_ylim(0.5, 1.0)
+    a2.set_ylabel("pooled ROC-AUC")
+    a2.set_title("Per category, pooled over the folds")
+    a2.legend(fontsize=7, ncol=2, loc="upper left")
+    a2.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    png = Path(args.out).with_suffix(".png")
+    fig.savefig(png, dpi=110)
+    print(f"wrote {png}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
