@@ -3,6 +3,7 @@
     python main_training.py --data ../shared/data/hsi/hsi128_dev.h5 --name hsi_family
     python main_training.py                      # no data: simulated H:Si(100) frames
     python main_training.py --data real.h5 --init-from models/my_family --name tuned
+    python main_training.py --data few_labels.h5 --simulated-first --name tuned   # both steps
 
 Interrupted? Run the same command again: it resumes where it stopped.
 On a cluster, train shards with --train-members 0-5 (etc.) and merge them with
@@ -68,6 +69,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "trained on simulated frames, to fine-tune on real ones)",
     )
     ap.add_argument(
+        "--simulated-first",
+        action="store_true",
+        help="with --data: first train the same family on --synthetic-frames simulated frames "
+        "(into <name>_sim), then start every member from it (the better recipe with few labels)",
+    )
+    ap.add_argument(
         "--learning-rate",
         type=float,
         default=None,
@@ -131,6 +138,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         members=args.train_members,
         layout=args.layout,
         distribute=args.distribute,
+        simulated_first=args.simulated_first,
     )
     return 0
 

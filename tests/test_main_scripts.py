@@ -129,3 +129,31 @@ def test_main_evaluate_guess_live_on_the_simulated_microscope(tmp_path, capsys, 
     summary = json.loads((log / "summary.json").read_text())
     assert summary["scans"] == 6 and summary["server"]["verdicts"] == 6
     assert (log / "timeline.png").exists() and (log / "frames.h5").exists()
+
+
+def test_main_training_simulated_first_runs_both_steps_and_resumes(tmp_path, sim_frames):
+    """--simulated-first: a simulated family into <name>_sim, then the real one starting from it;
+    the same command again finds both complete and trains nothing."""
+    import pytest
+
+    from training.data import save_frames
+
+    save_frames(sim_frames.subset(range(30)), tmp_path / "mine.h5")  # stands in for real frames
+    cmd = ["--data", str(tmp_path / "mine.h5"), "--simulated-first", "--name", "tuned"]
+    cmd += ["--synthetic-frames", "24", "--out-root", str(tmp_path), "--width", "0.125"]
+    cmd += ["--max-filters", "16", "--epochs", "1", "--members", "1", "--quiet"]
+    assert main_training.main(cmd) == 0
+    sim = json.loads((tmp_path / "tuned_sim" / "manifest.json").read_text())
+    tuned = json.loads((tmp_path / "tuned" / "manifest.json").read_text())
+    assert sim["status"] == tuned["status"] == "complete"
+    assert sim["data"]["path"].startswith("stm_sim:24")
+    assert tuned["init_from"]["path"] == str(tmp_path / "tuned_sim")
+    stamps = {p: p.stat().st_mtime_ns for p in tmp_path.glob("tuned*/members/*.keras")}
+    assert len(stamps) == 12
+    assert main_training.main(cmd) == 0  # resumed: both families complete, nothing retrained
+    assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
+
+    with pytest.raises(ValueError, match="expected real frames"):
+        main_training.main(["--simulated-first", "--out-root", str(tmp_path)])
+    with pytest.raises(ValueError, match="expected no init_from"):
+        main_training.main([*cmd, "--init-from", str(tmp_path / "tuned_sim")])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from pathlib import Path
 
@@ -34,33 +35,65 @@ def run_training(
     members: str | None = None,
     layout: str = "auto",
     distribute: str = "auto",
+    simulated_first: bool = False,
 ) -> Path:
     """Train a family into ``out_dir`` from ``data_path`` (or simulated frames), then plot curves.
 
+    With ``simulated_first``, a family of the same configuration is first trained on
+    ``synthetic_frames`` simulated frames into ``<out_dir>_sim``, and every member of the real
+    family starts from it (``config.init_from``): the better recipe with few labelled frames
+    (README, "With few labelled frames"). Both stages resume after an interruption.
+
     >>> run_training(config=TrainConfig(epochs=1), out_dir="runs/demo")  # doctest: +SKIP
     """
+    train_kw = {"verbose": verbose, "engine": engine, "layout": layout, "distribute": distribute}
+    if simulated_first:
+        if data_path is None:
+            raise ValueError(
+                "simulated_first: expected real frames to fine-tune on (--data), got none; "
+                "without --data the family trains on simulated frames only"
+            )
+        if config.init_from is not None:
+            raise ValueError(
+                "simulated_first: expected no init_from (it trains its own starting family), "
+                f"got {config.init_from!r}"
+            )
+        if members is not None:
+            raise ValueError(
+                f"simulated_first: expected the whole family, got the member shard {members!r}; "
+                "train the simulated family first and pass it as init_from to each shard"
+            )
+        sim_dir = Path(out_dir).with_name(Path(out_dir).name + "_sim")
+        print(
+            f"Simulated first: {synthetic_frames} simulated frames -> {sim_dir}, then {data_path}"
+        )
+        _train_and_finish(config, sim_dir, None, synthetic_frames, command, **train_kw)
+        config = dataclasses.replace(config, init_from=str(sim_dir))
+    elif data_path is None:
+        print(f"No --data given: training on {synthetic_frames} simulated frames (stm_sim).")
+        print(REAL_DATA_HINT)
+    return _train_and_finish(
+        config, out_dir, data_path, synthetic_frames, command, members=members, **train_kw
+    )
+
+
+def _train_and_finish(
+    config: TrainConfig,
+    out_dir: str | Path,
+    data_path: str | Path | None,
+    synthetic_frames: int,
+    command: str | None,
+    **train_kw,
+) -> Path:
     from training.trainer import train_family
 
     if data_path is None:
-        print(f"No --data given: training on {synthetic_frames} simulated frames (stm_sim).")
-        print(REAL_DATA_HINT)
         frames = simulated_frames(synthetic_frames, seed=config.seed)
         source = f"stm_sim:{synthetic_frames}:seed{config.seed}"
     else:
         frames = load_frames(data_path)
         source = str(data_path)
-    out = train_family(
-        frames,
-        config,
-        out_dir,
-        data_path=source,
-        command=command,
-        verbose=verbose,
-        engine=engine,
-        members=members,
-        layout=layout,
-        distribute=distribute,
-    )
+    out = train_family(frames, config, out_dir, data_path=source, command=command, **train_kw)
     if json.loads((out / "manifest.json").read_text())["status"] != "complete":
         return out  # a shard: curves and export come after the merge
     from cnn_family import Family
