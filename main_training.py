@@ -72,7 +72,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--simulated-first",
         action="store_true",
         help="with --data: first train the same family on --synthetic-frames simulated frames "
-        "(into <name>_sim), then start every member from it (the better recipe with few labels)",
+        "(into <name>_sim), then start every member from it (measured better from about four "
+        "labelled sessions on; README, 'With few labelled frames')",
     )
     ap.add_argument(
         "--learning-rate",

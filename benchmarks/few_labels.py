@@ -6,12 +6,12 @@ Puts side by side, on the same five session-grouped folds of ``hsi128_dev.h5``:
 
 * **no labels**: the sim-only family (``runs/realism/sim4000_w0.25_e8``, trained on 4,000
   simulated frames, never a real one) voting on each fold's held-out sessions;
-* **4 labelled sessions** per fold (``accuracy.py --train-sessions 4``), from scratch and
-  simulated first (``--init-from`` that sim-only family);
+* **2 or 4 labelled sessions** per fold (``accuracy.py --train-sessions 2`` or ``4``), from
+  scratch and simulated first (``--init-from`` that sim-only family);
 * **all the fold's labelled sessions** (about 21), from scratch and simulated first.
 
-It trains nothing: it reads the ``accuracy.py`` results named below and votes the sim-only
-family once (a minute on 2 cores). Writes ``benchmarks/results/few_labels.json`` and
+It trains nothing: it reads the ``accuracy.py`` results named in ``RUNS`` (those it finds)
+and votes the sim-only family once (a minute on 2 cores). Writes ``benchmarks/results/few_labels.json`` and
 ``few_labels.png`` (mean ROC-AUC per fold against labelled frames, and per category).
 """
 
@@ -33,6 +33,8 @@ from accuracy import few_sessions  # noqa: E402
 RESULTS = ROOT / "benchmarks" / "results"
 # (label, results file, labelled sessions per fold or None for all, simulated first)
 RUNS = [
+    ("2 sessions, from scratch", "accuracy_few2_scratch.json", 2, False),
+    ("2 sessions, simulated first", "accuracy_few2_init.json", 2, True),
     ("4 sessions, from scratch", "accuracy_few4_scratch.json", 4, False),
     ("4 sessions, simulated first", "accuracy_few4_init.json", 4, True),
     ("all sessions, from scratch", "accuracy.json", None, False),
@@ -66,14 +68,17 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     if real_data_missing(args.data):
         return 2
-    missing = [f for _, f, _, _ in RUNS if not (RESULTS / f).exists()]
-    if missing or not Path(args.sim_family).exists():
+    runs_here = [r for r in RUNS if (RESULTS / r[1]).exists()]
+    if not runs_here or not Path(args.sim_family).exists():
         print(
-            f"expected the accuracy.py results {missing} and the sim-only family "
-            f"{args.sim_family} (see the README's 'Real + simulated'); not found",
+            f"expected accuracy.py results among {[f for _, f, _, _ in RUNS]} and the sim-only "
+            f"family {args.sim_family} (see the README's 'Real + simulated'); not found",
             file=sys.stderr,
         )
         return 2
+    for name, f, _, _ in RUNS:
+        if not (RESULTS / f).exists():
+            print(f"   {f} not found: '{name}' left out")
 
     import matplotlib
 
@@ -88,8 +93,8 @@ def main(argv=None) -> int:
     real = load_frames(args.data)
     real = real.subset(real.labelled)
     y = real.labels("gt0.5")
-    runs = {name: json.loads((RESULTS / f).read_text()) for name, f, _, _ in RUNS}
-    first = runs[RUNS[0][0]]
+    runs = {name: json.loads((RESULTS / f).read_text()) for name, f, _, _ in runs_here}
+    first = runs[runs_here[0][0]]
     seed, n_folds = first["config"]["seed"], first["session_grouped_cv"]["folds"]
     splits = list(session_kfold(real.sessions, n_splits=n_folds, seed=seed))
     for name, r in runs.items():
@@ -109,7 +114,7 @@ def main(argv=None) -> int:
             },
         }
     }
-    for name, _, n_sess, _ in RUNS:
+    for name, _, n_sess, _ in runs_here:
         cv = runs[name]["session_grouped_cv"]
         n_train = [
             len(few_sessions(real.sessions, tr, fold=k, n=n_sess, seed=seed) if n_sess else tr)
@@ -137,48 +142,66 @@ def main(argv=None) -> int:
         lab = "–".join(str(v) for v in (min(r["labelled_frames"]), max(r["labelled_frames"])))
         print(f"| {name} | {lab} | {r['pooled']:.3f} | {per} |")
 
-    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.2), gridspec_kw={"width_ratios": [1, 1.3]})
+    fig, (a1, a2) = plt.subplots(1, 2, figsize=(12, 4.4), gridspec_kw={"width_ratios": [1, 1.3]})
     colours = {False: "tab:grey", True: "tab:blue"}
     sim = rows["no labels, simulated only"]
-    for k in range(n_folds):
-        for init in (False, True):
-            pts = [(0, sim["per_fold"][k])] if init else []
-            pts += [
-                (rows[n]["labelled_frames"][k], rows[n]["per_fold"][k])
-                for n, _, _, i in RUNS
-                if i == init
-            ]
-            xs, ys = zip(*pts, strict=True)
-            a1.plot(xs, ys, "-o", color=colours[init], alpha=0.45, ms=3, lw=1)
+    # x: how many labelled sessions a fold's family saw (0, 2, 4, all); frames vary by fold.
+    levels = sorted({n_sess or 99 for _, _, n_sess, _ in runs_here})
+    xpos = {n: levels.index(n or 99) + 1 for _, _, n, _ in runs_here}
     for init, label in (
         (False, "real frames only, from scratch"),
         (True, "simulated first, then real"),
     ):
-        pooled = [(0, sim["pooled"])] if init else []
-        pooled += [
-            (float(np.median(rows[n]["labelled_frames"])), rows[n]["pooled"])
-            for n, _, _, i in RUNS
-            if i == init
-        ]
-        xs, ys = zip(*pooled, strict=True)
-        a1.plot(xs, ys, "-o", color=colours[init], lw=2.5, label=f"{label} (pooled)")
+        these = [(xpos[n_sess], rows[n]) for n, _, n_sess, i in runs_here if i == init]
+        if init:
+            these = [(0, sim), *these]
+        xs = [x for x, _ in these]
+        for k in range(n_folds):
+            a1.plot(
+                xs,
+                [r["per_fold"][k] for _, r in these],
+                "-o",
+                color=colours[init],
+                alpha=0.35,
+                ms=3,
+                lw=1,
+            )
+        a1.plot(
+            xs,
+            [r["pooled"] for _, r in these],
+            "-o",
+            color=colours[init],
+            lw=2.5,
+            label=f"{label} (pooled; thin: each fold)",
+        )
     a1.axhline(
         sim["pooled"], color="tab:orange", ls="--", lw=1, label="simulated only, no labels (pooled)"
     )
-    a1.set_xscale("symlog", linthresh=100)
-    a1.set_xlim(-30, 6000)
-    a1.set_ylim(0.6, 0.96)
-    a1.set_xticks([0, 100, 1000], ["0", "100", "1,000"])
-    a1.set_xlabel("labelled real frames the family trained on (thin: one line per fold)")
+    ticks = ["none\n(simulated only)"]
+    for n_sess in levels:
+        frames = next(
+            rows[n]["labelled_frames"] for n, _, s_, _ in runs_here if (s_ or 99) == n_sess
+        )
+        what = "all" if n_sess == 99 else str(n_sess)
+        ticks.append(f"{what} sessions\n({min(frames):,}-{max(frames):,} frames)")
+    a1.set_xticks(range(len(ticks)), ticks, fontsize=8)
+    a1.set_ylim(0.55, 0.97)
+    a1.set_xlabel("labelled real sessions each fold's family trained on")
     a1.set_ylabel("mean ROC-AUC, held-out sessions")
     a1.set_title("Fewer labels: the simulator matters more")
     a1.legend(fontsize=8, loc="upper left")
     a1.grid(alpha=0.3)
     names = list(rows)
     width = 0.8 / len(names)
+    n_first = sum("simulated first" in n for n in names)
+    greys = iter(plt.cm.Greys(np.linspace(0.3, 0.75, len(names) - 1 - n_first)))
+    blues = iter(plt.cm.Blues(np.linspace(0.35, 0.9, n_first)))
     for j, n in enumerate(names):
+        colour = "tab:orange" if j == 0 else next(blues if "simulated first" in n else greys)
         vals = [rows[n]["per_category"][c] for c in CATEGORIES]
-        a2.bar(np.arange(6) + (j - len(names) / 2 + 0.5) * width, vals, width, label=n)
+        a2.bar(
+            np.arange(6) + (j - len(names) / 2 + 0.5) * width, vals, width, label=n, color=colour
+        )
     a2.set_xticks(range(6), [c.replace(" ", "\n") for c in CATEGORIES], fontsize=8)
     a2.set_ylim(0.5, 1.0)
     a2.set_ylabel("pooled ROC-AUC")
