@@ -148,6 +148,7 @@ def run(args) -> dict:
         precise_bn=not args.no_precise_bn,
         targets=args.targets,
         init_from=args.init_from,
+        learning_rate=args.learning_rate,
     )
     runs = Path(args.runs)
     t0 = time.time()
@@ -484,6 +485,13 @@ def main(argv=None) -> int:
         "--init-from",
         help="a trained family whose members start every fold's (e.g. one trained on simulated "
         "frames only: sim-pretrained, fine-tuned on each fold's real frames)",
+    )
+    ap.add_argument(
+        "--learning-rate",
+        type=float,
+        default=None,
+        help="optimizer learning rate (default: the architecture's own; e.g. lower for "
+        "gentler fine-tuning with --init-from)",
     )
     ap.add_argument(
         "--train-sessions",

@@ -39,6 +39,8 @@ RUNS = [
     ("4 sessions, simulated first", "accuracy_few4_init.json", 4, True),
     ("all sessions, from scratch", "accuracy.json", None, False),
     ("all sessions, simulated first", "accuracy_sim_init.json", None, True),
+    # Gentler fine-tuning (a tenth of DeepDog's learning rate): a marker, not part of the lines.
+    ("2 sessions, simulated first, learning rate 1e-4", "accuracy_few2_init_lr1e-4.json", 2, "lr"),
 ]
 
 
@@ -174,6 +176,16 @@ def main(argv=None) -> int:
             lw=2.5,
             label=f"{label} (pooled; thin: each fold)",
         )
+    for n, _, n_sess, kind in runs_here:
+        if kind == "lr":
+            a1.plot(
+                xpos[n_sess],
+                rows[n]["pooled"],
+                "*",
+                color="tab:green",
+                ms=13,
+                label="simulated first, learning rate 1e-4 (pooled)",
+            )
     a1.axhline(
         sim["pooled"], color="tab:orange", ls="--", lw=1, label="simulated only, no labels (pooled)"
     )
@@ -191,7 +203,7 @@ def main(argv=None) -> int:
     a1.set_title("Fewer labels: the simulator matters more")
     a1.legend(fontsize=8, loc="upper left")
     a1.grid(alpha=0.3)
-    names = list(rows)
+    names = [n for n in rows if n not in {r[0] for r in runs_here if r[3] == "lr"}]
     width = 0.8 / len(names)
     n_first = sum("simulated first" in n for n in names)
     greys = iter(plt.cm.Greys(np.linspace(0.3, 0.75, len(names) - 1 - n_first)))
