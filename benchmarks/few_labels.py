@@ -45,19 +45,16 @@ RUNS = [
 
 
 def fold_scores(y: np.ndarray, soft: np.ndarray, masks: list[np.ndarray]) -> list[float]:
-    """Mean ROC-AUC over categories on each fold's rows.
+    """Mean ROC-AUC over categories on each fold's rows (``evaluation.metrics``' definition).
 
     >>> y = np.array([[0], [1], [0], [1]]); s = np.array([[0.1], [0.9], [0.8], [0.2]])
     >>> fold_scores(y, s, [np.array([1, 1, 0, 0], bool), np.array([0, 0, 1, 1], bool)])
     [1.0, 0.0]
     """
-    from sklearn.metrics import roc_auc_score
+    from evaluation.metrics import evaluate
 
-    out = []
-    for m in masks:
-        aucs = [roc_auc_score(y[m, c], soft[m, c]) for c in range(y.shape[1])]
-        out.append(float(np.mean(aucs)))
-    return out
+    names = [str(c) for c in range(y.shape[1])]
+    return [evaluate(soft[m] > 0.5, soft[m], y[m], names)["macro_roc_auc"] for m in masks]
 
 
 def main(argv=None) -> int:
@@ -86,9 +83,9 @@ def main(argv=None) -> int:
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    from sklearn.metrics import roc_auc_score
 
     from cnn_family import Family
+    from evaluation.metrics import evaluate
     from training.data import CATEGORIES, load_frames
     from training.splits import session_kfold
 
@@ -105,15 +102,14 @@ def main(argv=None) -> int:
             raise ValueError(f"{name}: expected the same {n_folds} session folds as the others")
 
     masks = [np.isin(np.arange(len(real)), te) for _, te in splits]
-    sim_soft = Family.load(args.sim_family).vote(real.images).soft
+    sim_vote = Family.load(args.sim_family).vote(real.images)
+    sim_all = evaluate(sim_vote.hard, sim_vote.soft, y, CATEGORIES)
     rows = {
         "no labels, simulated only": {
             "labelled_frames": [0] * n_folds,
-            "per_fold": fold_scores(y, sim_soft, masks),
-            "pooled": float(np.mean([roc_auc_score(y[:, c], sim_soft[:, c]) for c in range(6)])),
-            "per_category": {
-                c: float(roc_auc_score(y[:, i], sim_soft[:, i])) for i, c in enumerate(CATEGORIES)
-            },
+            "per_fold": fold_scores(y, sim_vote.soft, masks),
+            "pooled": sim_all["macro_roc_auc"],
+            "per_category": {c: v["roc_auc"] for c, v in sim_all["per_category"].items()},
         }
     }
     for name, _, n_sess, _ in runs_here:
