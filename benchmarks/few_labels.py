@@ -41,6 +41,7 @@ RUNS = [
     ("all sessions, simulated first", "accuracy_sim_init.json", None, True),
     # Gentler fine-tuning (a tenth of DeepDog's learning rate): a marker, not part of the lines.
     ("2 sessions, simulated first, learning rate 1e-4", "accuracy_few2_init_lr1e-4.json", 2, "lr"),
+    ("4 sessions, simulated first, learning rate 1e-4", "accuracy_few4_init_lr1e-4.json", 4, "lr"),
 ]
 
 
@@ -172,16 +173,10 @@ def main(argv=None) -> int:
             lw=2.5,
             label=f"{label} (pooled; thin: each fold)",
         )
-    for n, _, n_sess, kind in runs_here:
-        if kind == "lr":
-            a1.plot(
-                xpos[n_sess],
-                rows[n]["pooled"],
-                "*",
-                color="tab:green",
-                ms=13,
-                label="simulated first, learning rate 1e-4 (pooled)",
-            )
+    gentle = [(xpos[n_sess], rows[n]["pooled"]) for n, _, n_sess, k in runs_here if k == "lr"]
+    if gentle:
+        xs, ys = zip(*gentle, strict=True)
+        a1.plot(xs, ys, "*", color="tab:green", ms=13, label="simulated first, learning rate 1e-4")
     a1.axhline(
         sim["pooled"], color="tab:orange", ls="--", lw=1, label="simulated only, no labels (pooled)"
     )
