@@ -133,7 +133,15 @@ def gallery(real, yr, sim, ys, categories, out: Path, per: int = 4, seed: int = 
 
 
 def transfer(
-    sim_n: int, real, y, *, width: float, epochs: int, seed: int, preset: str = "default"
+    sim_n: int,
+    real,
+    y,
+    *,
+    width: float,
+    epochs: int,
+    seed: int,
+    preset: str = "default",
+    targets: str = "hard",
 ) -> dict:
     from cnn_family import Family
     from evaluation.metrics import evaluate
@@ -143,8 +151,9 @@ def transfer(
     from training.trainer import train_family
 
     sim = make_frameset(sim_n, seed=seed + 1, preset=preset)
-    cfg = TrainConfig(width=width, epochs=epochs, seed=seed)
+    cfg = TrainConfig(width=width, epochs=epochs, seed=seed, targets=targets)
     tag = ("" if preset == "default" else f"_{preset}") + (f"_seed{seed}" if seed else "")
+    tag += "" if targets == "hard" else f"_{targets}"
     d = train_family(
         sim, cfg, ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}{tag}", verbose=0
     )
@@ -157,7 +166,13 @@ def transfer(
     mt = evaluate(vt.hard, vt.soft, y, CATEGORIES)
     m["flip_tta"] = {k: mt[k] for k in ("macro_roc_auc", "mean_precision", "exact_match")}
     m["flip_tta"]["roc_auc"] = {c: mt["per_category"][c]["roc_auc"] for c in CATEGORIES}
-    m["train"] = {"simulated_frames": sim_n, "width": width, "epochs": epochs, "preset": preset}
+    m["train"] = {
+        "simulated_frames": sim_n,
+        "width": width,
+        "epochs": epochs,
+        "preset": preset,
+        "targets": targets,
+    }
     return m
 
 
@@ -178,11 +193,19 @@ def main(argv=None) -> int:
         default="default",
         help="simulator sampling preset (stm_sim.dataset.PRESETS); plots get a _<preset> suffix",
     )
+    ap.add_argument(
+        "--targets",
+        choices=("hard", "soft"),
+        default="hard",
+        help="the transfer family's targets: soft trains on the simulated crowd means "
+        "(a preset with simulated volunteers, e.g. crowd)",
+    )
     ap.add_argument("--out", default=None, help="default: results/realism[_<preset>].json")
     args = ap.parse_args(argv)
     sfx = "" if args.preset == "default" else "_" + args.preset.replace("-", "_")
     # Another seed is another run: its own run dir (see transfer) and its own files.
     sfx += f"_seed{args.seed}" if args.seed else ""
+    sfx += "" if args.targets == "hard" else f"_{args.targets}"
     if args.out is None:
         args.out = str(RESULTS / f"realism{sfx}.json")
     if real_data_missing(args.data):
@@ -232,6 +255,7 @@ def main(argv=None) -> int:
             epochs=args.epochs,
             seed=args.seed,
             preset=args.preset,
+            targets=args.targets,
         )
         res["sim_to_real"] = {
             "macro_roc_auc": m["macro_roc_auc"],

@@ -9,6 +9,7 @@ real ones are, and session-grouped splits stay meaningful.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
 import numpy as np
@@ -115,6 +116,52 @@ PRESETS["mixed"] = {
     **_DEF,
     "mix": ("default", "default", "postlag", "wobble", "backbone", "dimerpitch"),
 }
+
+
+# Session 20, a candidate: labels as a crowd gives them. Each of 8 simulated volunteers judges
+# the apex width against their own thresholds (every apex width of the frame scaled by
+# exp(N(0, 0.1)) for that volunteer), and the frame's scores are their mean, as the real frames'
+# crowd means are. With apex widths over the whole continuum (the "continuous" widths), tips
+# near a threshold get split votes instead of a hard side. Train on them with soft targets
+# (``TrainConfig(targets="soft")``, ``benchmarks/realism.py --targets soft``).
+PRESETS["crowd"] = {**PRESETS["continuous"], "crowd": (8, 0.1)}
+
+
+def crowd_scores(
+    fp: FrameParams,
+    rng: np.random.Generator,
+    *,
+    volunteers: int,
+    spread: float,
+    **rules,
+) -> np.ndarray:
+    """Mean of ``volunteers`` label vectors, each with the apex widths scaled by exp(N(0, spread)).
+
+    ``rules`` go to :func:`stm_sim.params.labels_from_params`. A tip far from every threshold
+    gets the same labels from everyone; one near a threshold gets a split vote.
+
+    >>> from stm_sim.params import TipParams
+    >>> fp = FrameParams(tip=TipParams(sigma=1.3))  # on the Dimers/Rows threshold
+    >>> s = crowd_scores(fp, np.random.default_rng(0), volunteers=8, spread=0.1)
+    >>> bool(0 < s[2] < 1 and 0 < s[3] < 1 and abs(s[2] + s[3] - 1) < 1e-6)
+    True
+    """
+    if volunteers < 1 or spread < 0:
+        raise ValueError(
+            f"crowd: expected volunteers >= 1 and spread >= 0, got {volunteers}, {spread}"
+        )
+    out = np.zeros(len(CATEGORIES), np.float32)
+    for f in np.exp(rng.normal(0.0, spread, volunteers)):
+        tc = fp.tip_change
+        if tc is not None:
+            tc = dataclasses.replace(
+                tc, after=dataclasses.replace(tc.after, sigma=tc.after.sigma * f)
+            )
+        seen = dataclasses.replace(
+            fp, tip=dataclasses.replace(fp.tip, sigma=fp.tip.sigma * f), tip_change=tc
+        )
+        out += labels_from_params(seen, **rules)
+    return out / volunteers
 
 
 def _preset(name: str) -> dict[str, object]:
@@ -243,13 +290,18 @@ def _add_tall_adsorbate(
 
 
 def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, preset: str = "default"):
-    """Yield ``(frame uint8, labels uint8[6], params)`` for ``n`` consecutive frames.
+    """Yield ``(frame uint8, labels[6], params)`` for ``n`` consecutive frames.
+
+    Labels are 0/1 (uint8), or crowd means in [0, 1] (float32) with a ``crowd`` preset.
 
     ``preset``: a key of :data:`PRESETS`.
     """
     pr = _preset(preset)
     if "mix" in pr:  # each session its own variant of the simulator, as if another microscope
         pr = _preset(str(rng.choice(pr["mix"])))
+    # The simulated volunteers draw from their own stream, so that the frames are those of the
+    # same preset without them (spawning does not advance ``rng``).
+    crowd_rng = rng.spawn(1)[0] if pr.get("crowd") else None
     states = list(TIP_STATES)
     state = str(rng.choice(states, p=STATE_P))
     rotation = sample_rotation(rng)
@@ -303,11 +355,15 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
             _add_clusters(rng, fp, state, pr["clusters"])
         if rng.random() < 0.1:  # the operator moves to a new area: rows turn
             rotation = sample_rotation(rng)
-        lab = labels_from_params(
-            fp,
-            rows_paired=pr.get("rows_paired", 0.0),
-            minor_bad_lines=pr.get("minor_bad_lines"),
-        )
+        rules = {
+            "rows_paired": pr.get("rows_paired", 0.0),
+            "minor_bad_lines": pr.get("minor_bad_lines"),
+        }
+        if crowd_rng is not None:
+            volunteers, spread = pr["crowd"]
+            lab = crowd_scores(fp, crowd_rng, volunteers=volunteers, spread=spread, **rules)
+        else:
+            lab = labels_from_params(fp, **rules)
         yield render(fp, rng), lab, fp
 
 

@@ -473,3 +473,23 @@ def test_tallblobs_preset_adds_one_dominant_adsorbate_to_some_frames():
     assert 0 < len(tall) < len(fps) / 3
     for fp in tall:
         assert max(amp for _, _, amp, _ in fp.surface.blobs) == 4.0
+
+
+def test_crowd_preset_splits_votes_near_a_threshold_and_keeps_the_frames():
+    from stm_sim.dataset import crowd_scores, simulate_session
+
+    rng = np.random.default_rng(0)
+    far, near = _clean(1.0), _clean(1.3)  # a dimer tip; one on the Dimers/Rows threshold
+    assert crowd_scores(far, rng, volunteers=8, spread=0.1).tolist() == [0, 0, 1, 0, 0, 0]
+    s = crowd_scores(near, rng, volunteers=8, spread=0.1)
+    assert 0 < s[2] < 1 and s[2] + s[3] == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="volunteers"):
+        crowd_scores(far, rng, volunteers=0, spread=0.1)
+    # Same frames as without the volunteers; scores are crowd means, their majority the old rule.
+    a = list(simulate_session(40, np.random.default_rng(4), size=32, preset="continuous"))
+    b = list(simulate_session(40, np.random.default_rng(4), size=32, preset="crowd"))
+    assert all(np.array_equal(x[0], y[0]) for x, y in zip(a, b, strict=True))
+    scores = np.array([la for _, la, _ in b])
+    hard = np.array([la for _, la, _ in a])
+    assert scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
+    assert ((scores > 0.5) == hard.astype(bool)).mean() > 0.9
