@@ -40,7 +40,8 @@ def run_evaluate_guess(
     else:
         frames = load_any(data)
         print(f"{fam}: {len(frames)} frames from {data}")
-    # The demo (no --data) shows what an operator sees: votes on new frames.
+    # The demo (no --data) shows what an operator sees, votes on new frames, with the
+    # simulator's labels beside them.
     if data is not None and not guess and frames.labelled.any():
         m = evaluate_family(
             fam,
@@ -56,6 +57,12 @@ def run_evaluate_guess(
             + (f"; report: {report}" if report else "")
         )
         return m
+    y_sim = None
+    if data is None:
+        # The simulator knows each frame's labels: the picture shows them beside the vote.
+        from training.data import CATEGORIES
+
+        y_sim = frames.labels()[:, [CATEGORIES.index(c) for c in fam.categories]]
     res = guess_labels(
         fam,
         frames,
@@ -63,9 +70,16 @@ def run_evaluate_guess(
         plots_dir=out_dir,
         tta=tta,
         undo_class_weights=undo_class_weights,
+        y_true=y_sim,
+        truth_name="simulator",
     )
     rates = ", ".join(f"{c} {r:.0%}" for c, r in res["positive_rate"].items())
     print(f"voted on {res['n']} frames; share voted positive: {rates}")
+    if "exact_match" in res:
+        print(
+            f"all six labels as the simulator drew them: {res['exact_match']:.0%} of the frames "
+            "(green in the picture)"
+        )
     print(f"votes: {out_dir}/guesses.csv; picture: {out_dir}/guesses.png")
     if report is not None:
         from training.io import write_json_atomic

@@ -93,12 +93,19 @@ def plot_gallery(
     soft: np.ndarray | None = None,
     max_frames: int = 16,
     title: str | None = None,
+    truth_name: str = "crowd",
 ) -> Path:
-    """A grid of frames captioned with the vote (and the crowd labels, green when they match)."""
+    """A grid of frames captioned with the vote (and the true labels, green when they match).
+
+    ``truth_name`` names where ``y_true`` came from in the captions ("crowd", "simulator").
+    """
     n = min(len(images), max_frames)
     cols = min(4, max(n, 1))
     rows = int(np.ceil(n / cols)) if n else 1
-    fig, axes = plt.subplots(rows, cols, figsize=(3.1 * cols, 3.5 * rows), squeeze=False)
+    # Constrained layout keeps the three-line captions and the title clear of the frames.
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(3.1 * cols, 3.6 * rows), squeeze=False, layout="constrained"
+    )
     for k, ax in enumerate(axes.flat):
         ax.axis("off")
         if k >= n:
@@ -109,7 +116,7 @@ def plot_gallery(
         color = "black"
         if y_true is not None:
             truth = _labels_text(y_true[k], categories)
-            text += f"\ncrowd: {truth}"
+            text += f"\n{truth_name}: {truth}"
             color = "darkgreen" if np.array_equal(hard[k], y_true[k]) else "darkred"
         if soft is not None:
             bad = [i for i, c in enumerate(categories) if c in ("Tip change", "Bad/blurry")]
@@ -118,7 +125,6 @@ def plot_gallery(
         ax.set_title(text, fontsize=8, color=color, loc="left")
     if title:
         fig.suptitle(title)
-    fig.tight_layout()
     return _save(fig, path)
 
 

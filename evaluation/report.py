@@ -179,8 +179,14 @@ def guess_labels(
     plots_dir=None,
     tta: bool = False,
     undo_class_weights: bool = False,
+    y_true: np.ndarray | None = None,
+    truth_name: str = "crowd",
 ) -> dict:
-    """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked."""
+    """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked.
+
+    ``y_true`` (0/1, one column per family category), where known, goes into the picture's
+    captions under ``truth_name``, and the result gets ``exact_match``.
+    """
     from evaluation import plots
 
     vote = family.vote(frames.images, tta=tta, undo_class_weights=undo_class_weights)
@@ -207,10 +213,15 @@ def guess_labels(
             cats,
             Path(plots_dir) / "guesses.png",
             soft=vote.soft,
-            title="family vote",
+            y_true=y_true,
+            truth_name=truth_name,
+            title="family vote" + ("" if y_true is None else f" vs {truth_name} labels"),
         )
-    return {
+    res = {
         "n": len(frames),
         "votes": rows,
         "positive_rate": dict(zip(cats, vote.hard.mean(0).tolist(), strict=True)),
     }
+    if y_true is not None:
+        res["exact_match"] = float(np.all(vote.hard == y_true, axis=1).mean())
+    return res

@@ -87,11 +87,13 @@ def test_main_evaluate_guess_guesses_and_evaluates(tmp_path, tiny_family_dir, si
     assert r["n"] == 20 and "good_vs_bad" in r and "Rows" in r["per_category"]
 
 
-def test_shipped_family_demo_runs(tmp_path):
+def test_shipped_family_demo_runs(tmp_path, capsys):
     fam = ROOT / "models" / "hsi_family"
     assert (fam / "manifest.json").exists(), "the shipped family is missing from models/"
     assert main_evaluate_guess.main(["--demo-frames", "4", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "guesses.png").stat().st_size > 1000
+    # The demo knows the simulator's labels and says how often the vote matched them.
+    assert "all six labels as the simulator drew them" in capsys.readouterr().out
     # The shipped manifest carries its training prior, so both vote options work on it.
     rep = tmp_path / "v.json"
     args = ["--demo-frames", "4", "--out-dir", str(tmp_path), "--report", str(rep)]
