@@ -69,6 +69,8 @@ PRESETS["unstable"] = {
 # ("fewghosts", 0.738).
 PRESETS["pinkband"] = {**_DEF, "pink_band": True}
 PRESETS["fewghosts"] = {**_DEF, "ghost_p": 0.03}
+# "backbone" alone on the step-14 generator (session 20): benchmark family 0.763, Asymmetries
+# 0.65 (benchmarks/results/realism_backbone.json).
 PRESETS["backbone"] = {**_DEF, "backbone": (0.05, 1.5)}  # log-uniform range
 # Candidates of step 9, not adopted (the step adopted the ghost label rule in params, 0.758):
 # apex widths over the whole continuum up to the label thresholds, where the microscope's tip
