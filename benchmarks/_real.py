@@ -26,3 +26,15 @@ def real_data_missing(path: str | Path) -> bool:
         return False
     print(f"real frames not found: {path} (see ../shared/data/hsi/README.md)", file=sys.stderr)
     return True
+
+
+def load_labelled(path: str | Path):
+    """The labelled real frames at ``path`` and their 0/1 labels by the crowd-mean > 0.5 rule.
+
+    Every benchmark scores against these (unlabelled rows dropped), so they load them one way.
+    """
+    from training.data import load_frames
+
+    real = load_frames(path)
+    real = real.subset(real.labelled)
+    return real, real.labels("gt0.5")

@@ -23,7 +23,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, real_data_missing  # noqa: E402
+from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 CODES = "AIDRTB"  # one letter per category, in CATEGORIES order
@@ -68,15 +68,13 @@ def main(argv=None) -> int:
     from sklearn.metrics import roc_auc_score
 
     from cnn_family import Family
-    from training.data import CATEGORIES, load_frames
+    from training.data import CATEGORIES
 
     wanted = args.categories or list(CATEGORIES)
     unknown = [c for c in wanted if c not in CATEGORIES]
     if unknown:
         raise ValueError(f"--categories: expected names from {list(CATEGORIES)}, got {unknown}")
-    real = load_frames(args.data)
-    real = real.subset(real.labelled)
-    y = real.labels("gt0.5")
+    real, y = load_labelled(args.data)
     soft = np.mean([Family.load(f).vote(real.images).soft for f in args.families], axis=0)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)

@@ -27,7 +27,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, real_data_missing  # noqa: E402
+from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
 from accuracy import few_sessions  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
@@ -87,12 +87,10 @@ def main(argv=None) -> int:
 
     from cnn_family import Family
     from evaluation.metrics import evaluate
-    from training.data import CATEGORIES, load_frames
+    from training.data import CATEGORIES
     from training.splits import session_kfold
 
-    real = load_frames(args.data)
-    real = real.subset(real.labelled)
-    y = real.labels("gt0.5")
+    real, y = load_labelled(args.data)
     runs = {name: json.loads((RESULTS / f).read_text()) for name, f, _, _ in runs_here}
     first = runs[runs_here[0][0]]
     seed, n_folds = first["config"]["seed"], first["session_grouped_cv"]["folds"]

@@ -28,7 +28,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, real_data_missing  # noqa: E402
+from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
 
 RESULTS = ROOT / "benchmarks" / "results"
 
@@ -212,7 +212,7 @@ def main(argv=None) -> int:
         return 2
 
     from stm_sim.dataset import make_arrays, make_frameset
-    from training.data import CATEGORIES, load_frames
+    from training.data import CATEGORIES
     from training.io import write_json_atomic
 
     print("== speed", flush=True)
@@ -222,9 +222,7 @@ def main(argv=None) -> int:
     fps = args.speed_frames / (time.perf_counter() - t)
     print(f"   {fps:.0f} frames/s", flush=True)
 
-    real = load_frames(args.data)
-    real = real.subset(real.labelled)
-    yr = real.labels("gt0.5")
+    real, yr = load_labelled(args.data)
     sim = make_frameset(args.sim, seed=args.seed, preset=args.preset)
     ys = sim.labels("gt0.5")
     RESULTS.mkdir(parents=True, exist_ok=True)

@@ -26,7 +26,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, real_data_missing  # noqa: E402
+from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "3")
 
@@ -172,12 +172,10 @@ def main(argv=None) -> int:
         return 2
     from sklearn.metrics import roc_auc_score
 
-    from training.data import CATEGORIES, load_frames
+    from training.data import CATEGORIES
     from training.io import write_json_atomic
 
-    real = load_frames(args.data)
-    real = real.subset(real.labelled)
-    y = real.labels("gt0.5")
+    real, y = load_labelled(args.data)
     res = {
         "categories": list(CATEGORIES),
         "n_real": len(real),

@@ -22,7 +22,7 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, real_data_missing  # noqa: E402
+from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
 
 
 def cumulative_votes(softs: list[np.ndarray]) -> list[np.ndarray]:
@@ -48,12 +48,10 @@ def main(argv=None) -> int:
 
     from cnn_family import Family
     from evaluation.metrics import evaluate
-    from training.data import CATEGORIES, load_frames
+    from training.data import CATEGORIES
     from training.io import write_json_atomic
 
-    real = load_frames(args.data)
-    real = real.subset(real.labelled)
-    y = real.labels("gt0.5")
+    real, y = load_labelled(args.data)
 
     def score(soft: np.ndarray) -> dict:
         m = evaluate((soft > 0.5).astype(np.uint8), soft, y, CATEGORIES)
