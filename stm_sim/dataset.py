@@ -120,8 +120,8 @@ PRESETS["mixed"] = {
 }
 
 
-# Session 20, not adopted (a tie): labels as a crowd gives them. Each of 8 simulated volunteers judges
-# the apex width against their own thresholds (every apex width of the frame scaled by
+# Session 20, not adopted (a tie): labels as a crowd gives them. Each of 8 simulated volunteers
+# judges the apex width against their own thresholds (every apex width of the frame scaled by
 # exp(N(0, 0.1)) for that volunteer), and the frame's scores are their mean, as the real frames'
 # crowd means are. With apex widths over the whole continuum (the "continuous" widths), tips
 # near a threshold get split votes instead of a hard side. Train on them with soft targets
