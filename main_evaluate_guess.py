@@ -61,6 +61,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     live.add_argument("--log-dir", default="runs/live", help="session log folder")
     args = ap.parse_args(argv)
 
+    from training.io import USER_ERRORS, cli_error
+
+    try:
+        return _run(args)
+    except USER_ERRORS as e:
+        return cli_error(ap.prog, e)
+
+
+def _run(args: argparse.Namespace) -> int:
     if args.live:
         from evaluation.cli import DEFAULT_FAMILY
         from instrument_bridge.live import live_main

@@ -107,6 +107,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("--quiet", action="store_true", help="no per-batch progress bars")
     args = ap.parse_args(argv)
 
+    from training.io import USER_ERRORS, cli_error
+
+    try:
+        _train(args, argv)
+    except USER_ERRORS as e:
+        return cli_error(ap.prog, e)
+    except KeyboardInterrupt:
+        # Finished members and epochs are saved atomically; the same command picks them up.
+        print(f"{ap.prog}: interrupted; run the same command again to resume", file=sys.stderr)
+        return 130
+    return 0
+
+
+def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
     from training.config import TrainConfig
     from training.run import run_training
 
@@ -141,7 +155,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         distribute=args.distribute,
         simulated_first=args.simulated_first,
     )
-    return 0
 
 
 if __name__ == "__main__":

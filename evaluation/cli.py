@@ -38,8 +38,9 @@ def run_evaluate_guess(
         frames = simulated_frames(demo_frames, seed=seed)
         print(f"{fam}: voting on {len(frames)} simulated H:Si(100) frames (no --data given)")
     else:
-        frames = load_any(data)
-        print(f"{fam}: {len(frames)} frames from {data}")
+        notes: list[str] = []
+        frames = load_any(data, note=notes.append)
+        print(f"{fam}: {len(frames)} frames from {data}", *notes, sep="\n")
     # The demo (no --data) shows what an operator sees, votes on new frames, with the
     # simulator's labels beside them.
     if data is not None and not guess and frames.labelled.any():

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import math
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,35 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
     return np.asarray(Image.fromarray(img).resize((size, size), Image.BOX))
 
 
-def load_any(path: str | Path, *, size: int = 128) -> FrameSet:
+def load_any(
+    path: str | Path, *, size: int = 128, note: Callable[[str], None] | None = None
+) -> FrameSet:
     """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or a folder of images.
 
     False-colour SPM-Toolbox PNGs are mapped back through their palette; other images are read
-    as grey. Frames of another size are BOX-resized to ``size``.
+    as grey. Frames of another size are BOX-resized to ``size``, and ``note`` (``print``, say)
+    is told how many and from what sizes.
+
+    >>> load_any("scans/", note=print)  # doctest: +SKIP
+    resized 3 of 3 frames to 128x128 (from 256x256); the family learned from ...
     """
+    fs, hw_read = _load_any(Path(path), size)
+    hw = hw_read[(hw_read != size).any(axis=1)]
+    if note is not None and len(hw):
+        shapes = sorted({f"{h}x{w}" for h, w in hw.tolist()})
+        shown = ", ".join(shapes[:4]) + (", ..." if len(shapes) > 4 else "")
+        note(
+            f"resized {len(hw)} of {len(fs)} frames to {size}x{size} (from {shown}); the "
+            "family learned from whole scans about 3.5 nm across, so much larger or smaller "
+            "fields, or non-square frames, are judged less reliably"
+        )
+    return fs
+
+
+def _load_any(path: Path, size: int) -> tuple[FrameSet, np.ndarray]:
+    """The frames, resized to ``size``, and each frame's (height, width) as read."""
     from training.prepare_hsi import convert_png
 
-    path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
@@ -48,38 +69,47 @@ def load_any(path: str | Path, *, size: int = 128) -> FrameSet:
             raise DataFormatError(
                 f"{path}: expected image files ({', '.join(IMAGE_SUFFIXES)}), found none"
             )
-        imgs = []
+        imgs, hws = [], []
         for f in files:
             try:
-                imgs.append(convert_png(f, size=size)[0])
+                img, hw = convert_png(f, size=size)
             except DataFormatError:  # not a nanomap export: read as plain grey
                 with Image.open(f) as im:
-                    imgs.append(_resize(np.asarray(im.convert("L")), size))
-        names = np.array([f.name for f in files])
-        return FrameSet(
+                    grey = np.asarray(im.convert("L"))
+                img, hw = _resize(grey, size), grey.shape
+            imgs.append(img)
+            hws.append(hw)
+        hw_read = np.array(hws, np.int32)
+        fs = FrameSet(
             images=np.stack(imgs),
             mean_scores=np.full((len(imgs), 6), np.nan, np.float32),
             sessions=np.full(len(imgs), path.stem),
-            names=names,
+            names=np.array([f.name for f in files]),
+            orig_hw=hw_read,
         )
+        return fs, hw_read
     if path.suffix.lower() == ".npy":
         try:
             x = np.load(path, allow_pickle=False)
         except ValueError as e:
             raise DataFormatError(f"{path}: not a plain numeric .npy array ({e})") from e
         x = check_images(x)
+        hw_read = np.tile(np.array(x.shape[1:], np.int32), (len(x), 1))
         if x.shape[1:] != (size, size):
             x = np.stack([_resize(f, size) for f in x])
-        return FrameSet(
+        fs = FrameSet(
             images=x,
             mean_scores=np.full((len(x), 6), np.nan, np.float32),
             sessions=np.full(len(x), path.stem),
             names=np.array([f"{path.stem}_{i}" for i in range(len(x))]),
+            orig_hw=hw_read,
         )
-    fs = load_frames(path)
+        return fs, hw_read
+    fs = load_frames(path)  # its orig_hw: the scans the frames were made from; kept
+    hw_read = np.tile(np.array(fs.images.shape[1:], np.int32), (len(fs), 1))
     if fs.images.shape[1:] != (size, size):
         fs.images = np.stack([_resize(f, size) for f in fs.images])
-    return fs
+    return fs, hw_read
 
 
 def _fmt(v: float) -> str:

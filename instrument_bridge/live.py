@@ -49,7 +49,10 @@ def make_instrument(spec: str, *, seed: int = 0, start_state: str | None = "blun
             return NanonisInstrument(host, int(port))
         except ValueError:
             raise ValueError(f"--live: expected nanonis:HOST:PORT, got {spec!r}") from None
-    raise ValueError(f"--live: expected 'sim', 'fake-nanonis' or 'nanonis:HOST:PORT', got {spec!r}")
+    raise ValueError(
+        "--live: expected 'sim', 'fake-nanonis', 'nanonis:HOST:PORT' or 'watch:FOLDER', "
+        f"got {spec!r}"
+    )
 
 
 def run_live(

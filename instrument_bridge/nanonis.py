@@ -114,6 +114,11 @@ class NanonisClient:
                 raise InstrumentTimeout(
                     f"Nanonis {self.host}:{self.port}: connect timed out"
                 ) from e
+            except OSError as e:  # refused, unreachable, unknown host
+                raise ConnectionError(
+                    f"Nanonis {self.host}:{self.port}: cannot connect ({e.strerror or e}); "
+                    "expected the controller's TCP interface listening on this host and port"
+                ) from e
         return self._sock
 
     def close(self) -> None:

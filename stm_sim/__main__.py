@@ -34,19 +34,24 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from stm_sim.dataset import make_frameset
     from training.data import save_frames
+    from training.io import USER_ERRORS, cli_error
 
     t = time.perf_counter()
-    fs = make_frameset(
-        args.n,
-        seed=args.seed,
-        size=args.size,
-        session_length=args.session_length,
-        progress=True,
-        workers=args.workers,
-        preset=args.preset,
-    )
-    dt = time.perf_counter() - t
-    save_frames(fs, args.out, attrs={"source": f"stm_sim seed {args.seed} preset {args.preset}"})
+    try:
+        fs = make_frameset(
+            args.n,
+            seed=args.seed,
+            size=args.size,
+            session_length=args.session_length,
+            progress=True,
+            workers=args.workers,
+            preset=args.preset,
+        )
+        dt = time.perf_counter() - t
+        attrs = {"source": f"stm_sim seed {args.seed} preset {args.preset}"}
+        save_frames(fs, args.out, attrs=attrs)
+    except USER_ERRORS as e:
+        return cli_error(ap.prog, e)
     print(
         f"wrote {args.out}: {len(fs)} frames in {len(set(fs.sessions))} sessions ({len(fs) / dt:.0f} frames/s)"
     )

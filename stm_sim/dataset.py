@@ -17,6 +17,7 @@ import numpy as np
 from stm_sim.params import (
     CATEGORIES,
     GHOST_P,
+    MIN_SIZE,
     PIT_P,
     TIP_STATES,
     FrameParams,
@@ -411,6 +412,8 @@ def make_arrays(
     """
     if n < 1:
         raise ValueError(f"n: expected a positive number of frames, got {n}")
+    if size < MIN_SIZE:  # here, not in a worker
+        raise ValueError(f"size: expected frames of at least {MIN_SIZE} pixels, got {size}")
     plan = np.random.default_rng(seed)
     lengths = []
     while sum(lengths) < n:

@@ -250,6 +250,9 @@ GHOST_P = 0.12  # share of tips with 2-4 strong apices (ghost copies)
 # lattices with dark pits, which the simulator never drew. With pits in 40 % of frames the two
 # benchmark families went 0.784 -> 0.794 and 0.742 -> 0.792 (docs/simulator_calibration.md, step 14).
 PIT_P = 0.4
+# The smallest frame the sampler draws: partial frames and crashes start at a random line at
+# least 10 lines above the bottom, and below 16 pixels a row period spans under 2 pixels.
+MIN_SIZE = 16
 
 
 def sample_tip(
@@ -314,6 +317,8 @@ def sample_frame_params(
     >>> any(amp < 0 for _, _, amp, _ in fp.surface.blobs)
     True
     """
+    if size < MIN_SIZE:
+        raise ValueError(f"size: expected frames of at least {MIN_SIZE} pixels, got {size}")
     if state is None:
         state = str(rng.choice(list(TIP_STATES), p=[0.12, 0.42, 0.22, 0.24]))
     tip = sample_tip(rng, state, ghost_p=ghost_p, widths=widths)

@@ -57,15 +57,22 @@ def test_load_any_reads_npy_pngs_and_datasets(tmp_path, rng):
 
     x = rng.integers(0, 256, (3, 128, 128), dtype=np.uint8)
     np.save(tmp_path / "x.npy", x)
-    assert np.array_equal(load_any(tmp_path / "x.npy").images, x)
+    notes = []
+    assert np.array_equal(load_any(tmp_path / "x.npy", note=notes.append).images, x)
     d = tmp_path / "pngs"
     d.mkdir()
     for i in range(2):
         Image.fromarray(x[i]).resize((300, 300)).save(d / f"{i}.png")
-    assert load_any(d).images.shape == (2, 128, 128)
+    Image.fromarray(x[2]).save(d / "2.png")
+    assert load_any(d, note=notes.append).images.shape == (3, 128, 128)
+    # Only what was resized is noted: 2 of the 3 PNGs, not the 128x128 .npy or the .h5 below.
+    assert len(notes) == 1 and notes[0].startswith(
+        "resized 2 of 3 frames to 128x128 (from 300x300)"
+    )
     fs = FrameSet(images=x, mean_scores=np.zeros((3, 6)), sessions=["a"] * 3, names=["a", "b", "c"])
+    fs.orig_hw = np.full((3, 2), 512)  # the scans these frames were made from
     save_frames(fs, tmp_path / "f.h5")
-    assert len(load_any(tmp_path / "f.h5")) == 3
+    assert len(load_any(tmp_path / "f.h5", note=notes.append)) == 3 and len(notes) == 1
     np.save(tmp_path / "obj.npy", np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="npy"):
         load_any(tmp_path / "obj.npy")

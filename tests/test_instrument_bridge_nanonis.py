@@ -99,3 +99,12 @@ def test_short_reads_are_completed(monkeypatch):
     assert c._recv_exact(40)[:15] == b"Util.VersionGet"
     a.close()
     b.close()
+
+
+def test_a_refused_connection_names_the_controller_and_what_was_expected():
+    with socket.socket() as s:  # a port nobody listens on: bound, never listening
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+        client = NanonisClient("127.0.0.1", port, timeout=2.0)
+        with pytest.raises(ConnectionError, match=f"127.0.0.1:{port}: cannot connect"):
+            client.call("Bias.Get")

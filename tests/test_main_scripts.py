@@ -1,6 +1,7 @@
 import json
 
 import numpy as np
+import pytest
 from conftest import HSI_H5, ROOT, needs_shared
 
 import main_evaluate_guess
@@ -133,11 +134,9 @@ def test_main_evaluate_guess_live_on_the_simulated_microscope(tmp_path, capsys, 
     assert (log / "timeline.png").exists() and (log / "frames.h5").exists()
 
 
-def test_main_training_simulated_first_runs_both_steps_and_resumes(tmp_path, sim_frames):
+def test_main_training_simulated_first_runs_both_steps_and_resumes(tmp_path, sim_frames, capsys):
     """--simulated-first: a simulated family into <name>_sim, then the real one starting from it;
     the same command again finds both complete and trains nothing."""
-    import pytest
-
     from training.data import save_frames
 
     save_frames(sim_frames.subset(range(30)), tmp_path / "mine.h5")  # stands in for real frames
@@ -155,7 +154,35 @@ def test_main_training_simulated_first_runs_both_steps_and_resumes(tmp_path, sim
     assert main_training.main(cmd) == 0  # resumed: both families complete, nothing retrained
     assert stamps == {p: p.stat().st_mtime_ns for p in stamps}
 
-    with pytest.raises(ValueError, match="expected real frames"):
-        main_training.main(["--simulated-first", "--out-root", str(tmp_path)])
-    with pytest.raises(ValueError, match="expected no init_from"):
-        main_training.main([*cmd, "--init-from", str(tmp_path / "tuned_sim")])
+    capsys.readouterr()
+    assert main_training.main(["--simulated-first", "--out-root", str(tmp_path)]) == 2
+    assert "expected real frames" in capsys.readouterr().err
+    assert main_training.main([*cmd, "--init-from", str(tmp_path / "tuned_sim")]) == 2
+    assert "expected no init_from" in capsys.readouterr().err
+
+
+def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys, monkeypatch):
+    """What was expected and what came, on stderr, without a traceback; nothing trained first."""
+    from stm_sim.__main__ import main as stm_sim_main
+    from training.shards import main as shards_main
+
+    bad = tmp_path / "corrupt.h5"
+    bad.write_bytes(b"not an HDF5 file")
+    cases = [
+        (main_evaluate_guess.main, ["--data", str(tmp_path / "missing.h5")], "no such file"),
+        (main_evaluate_guess.main, ["--data", str(bad), "--out-dir", str(tmp_path)], "HDF5"),
+        (main_evaluate_guess.main, ["--family", str(tmp_path)], "manifest.json"),
+        (main_evaluate_guess.main, ["--live", "bogus"], "'watch:FOLDER'"),
+        (main_training.main, ["--architecture", "resnet", "--out-root", str(tmp_path)], "deepdog"),
+        (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--size", "8"], "at least 16"),
+        (shards_main, ["merge", str(tmp_path / "out"), str(tmp_path / "none")], "shard folder"),
+    ]
+    for main, argv, says in cases:
+        assert main(argv) == 2, argv
+        err = capsys.readouterr().err
+        assert "error:" in err and says in err and "Traceback" not in err, (argv, err)
+    assert not (tmp_path / "resnet").exists() and not list(tmp_path.glob("*/manifest.json"))
+    # For a developer, the whole traceback on request.
+    monkeypatch.setenv("TIPSTATE_TRACEBACK", "1")
+    with pytest.raises(FileNotFoundError, match="no such file"):
+        main_evaluate_guess.main(["--data", str(tmp_path / "missing.h5")])

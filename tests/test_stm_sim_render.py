@@ -217,6 +217,16 @@ def test_presets_change_the_scan_and_reject_unknown_names():
         make_arrays(5, preset="fast")
 
 
+def test_sizes_from_16_pixels_and_a_clear_error_below():
+    for size in (16, 40, 200):
+        fp = sample_frame_params(np.random.default_rng(size), size=size)
+        assert render(fp, np.random.default_rng(0)).shape == (size, size)
+    with pytest.raises(ValueError, match="at least 16 pixels, got 8"):
+        sample_frame_params(np.random.default_rng(0), size=8)
+    with pytest.raises(ValueError, match="at least 16 pixels, got 8"):
+        make_arrays(5, size=8)
+
+
 def test_a_blunt_tip_buries_the_rows_in_noise_and_defects():
     from stm_sim.render import _blunt_gain
 

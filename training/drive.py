@@ -175,7 +175,9 @@ def _drive() -> Any:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(
+        prog="python -m training.drive", description=__doc__.split("\n\n")[0]
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     up = sub.add_parser("upload", help="copy a local folder into a Drive folder")
     up.add_argument("local")
@@ -184,11 +186,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     down.add_argument("drive_path")
     down.add_argument("local")
     args = ap.parse_args(argv)
-    drive = _drive()
-    if args.cmd == "upload":
-        print(upload_folder(drive, args.local, to=args.drive_folder))
-    else:
-        print(f"downloaded to {download_folder(drive, args.drive_path, args.local)}")
+    from training.io import USER_ERRORS, cli_error
+
+    try:
+        drive = _drive()
+        if args.cmd == "upload":
+            print(upload_folder(drive, args.local, to=args.drive_folder))
+        else:
+            print(f"downloaded to {download_folder(drive, args.drive_path, args.local)}")
+    except USER_ERRORS as e:
+        return cli_error(ap.prog, e)
     return 0
 
 

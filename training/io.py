@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from pathlib import Path
 
 from training.data import atomic_path
@@ -44,3 +45,23 @@ def _default(o):
     if isinstance(o, Path):
         return str(o)
     raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+
+
+# The typed errors the library raises for bad input or an unreachable instrument: each message
+# says what was expected and what came, so a command-line user needs that line, not a traceback.
+USER_ERRORS = (FileNotFoundError, ValueError, TimeoutError, ConnectionError)
+
+
+def cli_error(prog: str, e: BaseException) -> int:
+    """Print ``e`` as one line on stderr for a command-line user; return the exit status, 2.
+
+    With ``TIPSTATE_TRACEBACK=1`` in the environment the error is raised again instead, for
+    the whole traceback.
+
+    >>> cli_error("prog", ValueError("n: expected a positive number of frames, got -1"))
+    2
+    """
+    if os.environ.get("TIPSTATE_TRACEBACK"):
+        raise e
+    print(f"{prog}: error: {e} [{type(e).__name__}]", file=sys.stderr)
+    return 2

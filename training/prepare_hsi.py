@@ -24,6 +24,7 @@ from PIL import Image
 from tqdm import tqdm
 
 from training.data import CATEGORIES, N_CATEGORIES, DataFormatError, FrameSet, save_frames
+from training.io import USER_ERRORS, cli_error
 from training.palette import NANOMAP_RGB
 
 _LUMA = NANOMAP_RGB.astype(np.int64) @ np.array([65536, 256, 1])
@@ -161,7 +162,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument("out_h5", help="output file in the project's HDF5 format")
     ap.add_argument("--size", type=int, default=128, help="output frame size (default 128)")
     args = ap.parse_args(argv)
-    fs = prepare_hsi(args.src_dir, args.labels_xlsx, args.out_h5, size=args.size)
+    try:
+        fs = prepare_hsi(args.src_dir, args.labels_xlsx, args.out_h5, size=args.size)
+    except USER_ERRORS as e:
+        return cli_error(ap.prog, e)
     print(
         f"wrote {args.out_h5}: {len(fs)} frames, {int(fs.labelled.sum())} labelled, "
         f"{len(set(fs.sessions))} sessions"

@@ -47,6 +47,9 @@ def run_training(
 
     >>> run_training(config=TrainConfig(epochs=1), out_dir="runs/demo")  # doctest: +SKIP
     """
+    from cnn_family import CNN_global
+
+    CNN_global(config.architecture)  # an unknown name fails now, not after the data is ready
     train_kw = {"verbose": verbose, "engine": engine, "layout": layout, "distribute": distribute}
     if simulated_first:
         if data_path is None:

@@ -24,7 +24,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from training.io import write_json_atomic
+from training.io import USER_ERRORS, cli_error, write_json_atomic
 
 # Keys that legitimately differ between shards (and between a merged family and one run).
 _PER_RUN = (
@@ -112,13 +112,20 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    ap = argparse.ArgumentParser(
+        prog="python -m training.shards",
+        description=__doc__,
+        formatter_class=argparse.RawTextHelpFormatter,
+    )
     sub = ap.add_subparsers(dest="cmd", required=True)
     mg = sub.add_parser("merge", help="merge shard folders into one family folder")
     mg.add_argument("out", help="the family folder to write")
     mg.add_argument("shards", nargs="+", help="shard folders (from main_training.py --members)")
     args = ap.parse_args(argv)
-    out = merge_shards(args.shards, args.out)
+    try:
+        out = merge_shards(args.shards, args.out)
+    except USER_ERRORS as e:
+        return cli_error(ap.prog, e)
     print(f"merged {len(args.shards)} shards into {out}")
     return 0
 
