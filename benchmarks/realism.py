@@ -13,6 +13,11 @@
 * ``sim_to_real``: a family trained on simulated frames only, evaluated on every labelled
   real frame (no real frame seen in training), with the family metrics (issue target: mean
   ROC-AUC >= 0.85). Trained into ``runs/realism/`` (resumable).
+* ``feature_distance``: FID and KID on a family's own features (the shipped family's pooled
+  features, :meth:`cnn_family.Family.features`), real against simulated frames and, for
+  scale, real against real (the real sessions split in two halves), on sets of equal size; KID
+  per category too (frames with that label). ``--features-only`` adds just these to an
+  existing results file.
 * ``realism_gallery.png``: for each category, real frames beside simulated ones.
 """
 
@@ -176,6 +181,53 @@ def transfer(
     return m
 
 
+def feature_distances(real, yr, sim, ys, categories, *, family: Path, seed: int = 0) -> dict:
+    """FID and KID on ``family``'s features: real vs simulated, and real vs real for scale.
+
+    The real frames' sessions are split in two seeded halves, A and B; A is compared with B and
+    with as many simulated frames, so the two FIDs (biased by the set size) compare. KID per
+    category compares the frames carrying that label.
+    """
+    from cnn_family import Family
+    from evaluation.distance import frechet_distance, kernel_distance
+
+    fam = Family.load(family)
+    print(f"   features of {len(real)} real and {len(sim)} simulated frames", flush=True)
+    fr, fs = fam.features(real.images), fam.features(sim.images)
+    rng = np.random.default_rng(seed)
+    sessions = np.unique(real.sessions)
+    if len(sessions) < 2:
+        raise ValueError(f"real frames: expected 2 or more sessions to split, got {len(sessions)}")
+    rng.shuffle(sessions)
+    in_a = np.isin(real.sessions, sessions[: len(sessions) // 2])
+    n = int(min(in_a.sum(), (~in_a).sum(), len(fs)))
+    a = rng.choice(np.flatnonzero(in_a), n, replace=False)
+    b = rng.choice(np.flatnonzero(~in_a), n, replace=False)
+    s = rng.choice(len(fs), n, replace=False)
+
+    def pair(x, y) -> dict:
+        kid, kid_std = kernel_distance(x, y, seed=seed)
+        return {"fid": frechet_distance(x, y), "kid": kid, "kid_std": kid_std}
+
+    out = {
+        "family": str(family),
+        "feature_dims": int(fr.shape[1]),
+        "n_per_set": n,
+        "real_vs_real": pair(fr[a], fr[b]),
+        "real_vs_sim": pair(fr[a], fs[s]),
+        "kid_per_category": {},
+    }
+    for j, c in enumerate(categories):
+        ra, rb, sc = fr[in_a & (yr[:, j] == 1)], fr[~in_a & (yr[:, j] == 1)], fs[ys[:, j] == 1]
+        if min(len(ra), len(rb), len(sc)) < 2:
+            continue
+        out["kid_per_category"][c] = {
+            "real_vs_real": kernel_distance(ra, rb, seed=seed)[0],
+            "real_vs_sim": kernel_distance(ra, sc, seed=seed)[0],
+        }
+    return out
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -200,6 +252,16 @@ def main(argv=None) -> int:
         help="the transfer family's targets: soft trains on the simulated crowd means "
         "(a preset with simulated volunteers, e.g. crowd)",
     )
+    ap.add_argument(
+        "--features-family",
+        default=str(ROOT / "models" / "hsi_family"),
+        help="the family whose features FID and KID use (default: the shipped one)",
+    )
+    ap.add_argument(
+        "--features-only",
+        action="store_true",
+        help="only FID and KID, added to the results file at --out (the rest kept)",
+    )
     ap.add_argument("--out", default=None, help="default: results/realism[_<preset>].json")
     args = ap.parse_args(argv)
     sfx = "" if args.preset == "default" else "_" + args.preset.replace("-", "_")
@@ -214,6 +276,23 @@ def main(argv=None) -> int:
     from stm_sim.dataset import make_arrays, make_frameset
     from training.data import CATEGORIES
     from training.io import write_json_atomic
+
+    if args.features_only:
+        import json
+
+        res = json.loads(Path(args.out).read_text()) if Path(args.out).exists() else {}
+        if res.get("preset", args.preset) != args.preset:
+            raise ValueError(f"{args.out}: expected preset {args.preset!r}, got {res['preset']!r}")
+        real, yr = load_labelled(args.data)
+        sim = make_frameset(args.sim, seed=args.seed, preset=args.preset)
+        print("== FID / KID on the family's features", flush=True)
+        res["feature_distance"] = feature_distances(
+            real, yr, sim, sim.labels("gt0.5"), CATEGORIES, family=Path(args.features_family)
+        )
+        print(f"   {res['feature_distance']}", flush=True)
+        write_json_atomic(Path(args.out), res)
+        print(f"wrote {args.out}")
+        return 0
 
     print("== speed", flush=True)
     make_arrays(50, seed=99, preset=args.preset)
@@ -233,11 +312,17 @@ def main(argv=None) -> int:
     auc = real_vs_sim(real, sim, seed=args.seed)
     print(f"   ROC-AUC {auc:.3f}", flush=True)
     gallery(real, yr, sim, ys, CATEGORIES, RESULTS / f"realism_gallery{sfx}.png", seed=args.seed)
+    print("== FID / KID on the family's features", flush=True)
+    fdist = feature_distances(
+        real, yr, sim, ys, CATEGORIES, family=Path(args.features_family), seed=args.seed
+    )
+    print(f"   {fdist}", flush=True)
     res = {
         "machine_cores": __import__("os").cpu_count(),
         "frames_per_second": fps,
         "real_vs_sim_auc": auc,
         "rapsd_distance": dist,
+        "feature_distance": fdist,
         "sim_to_real": None,
         "n_real": len(real),
         "n_sim": len(sim),

@@ -121,6 +121,7 @@ class Family:
         self._fused = fused
         self._fused_kind = "exported" if fused is not None else None
         self._fn = None
+        self._features = None
 
     # -- loading ------------------------------------------------------------------------------
     @classmethod
@@ -276,6 +277,44 @@ class Family:
         parts = self._chunked(fn, xb, batch_size)
         flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
         return flat.reshape(len(xb), len(self.categories), self.k)
+
+    def features(self, x, *, batch_size: int = 64) -> np.ndarray:
+        """Every member's pooled features (what its output layer sees), concatenated
+        member by member, categories in order: (N, D), D = the members' widths summed.
+
+        The family's own embedding of a frame, for distances between sets of frames
+        (:mod:`evaluation.distance`: FID and KID).
+
+        >>> fam.features(frames).shape  # doctest: +SKIP
+        (N, 4608)
+        """
+        import keras
+
+        xb = _as_batch(x)
+        want = tuple(self.fused.input_shape[1:3])
+        if xb.shape[1:3] != want:
+            raise ValueError(
+                f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}"
+            )
+        if self._features is None:
+            names = {layer.name for layer in self.fused.layers}
+            if "gap" in names:  # the stacked graph: one pooled layer holds every member's
+                model = keras.Model(self.fused.input, self.fused.get_layer("gap").output)
+            else:  # members side by side: each member's input to its output layer
+                inp = keras.Input(xb.shape[1:], name="frame")
+                outs = []
+                for i, m in enumerate(m for c in self.categories for m in self.members[c]):
+                    sub = keras.Model(m.inputs, m.layers[-1].input, name=f"features_{i:02d}")
+                    outs.append(keras.layers.Flatten()(sub(inp)))
+                model = keras.Model(
+                    inp, keras.layers.Concatenate()(outs) if len(outs) > 1 else outs[0]
+                )
+            self._features = model
+        model = self._features
+        parts = self._chunked(
+            lambda c: model.predict_on_batch(np.asarray(c, np.float32)), xb, batch_size
+        )
+        return np.concatenate(parts).reshape(len(xb), -1)
 
     @staticmethod
     def _chunked(fn, xb: np.ndarray, batch_size: int) -> list[np.ndarray]:

@@ -26,7 +26,7 @@ TINY = dict(width=0.125, max_filters=32, epochs=1, batch_size=32, members_per_ca
 
 @pytest.fixture(scope="session")
 def sim_frames():
-    """60 simulated labelled frames in 3+ sessions."""
+    """60 simulated labelled frames, all in one session (sessions average 100 frames)."""
     from stm_sim.dataset import make_frameset
 
     return make_frameset(60, seed=3)

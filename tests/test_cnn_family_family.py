@@ -100,3 +100,18 @@ def test_a_trained_family_records_its_training_prior(tiny_family_dir, sim_frames
     m = json.loads((tiny_family_dir / "manifest.json").read_text())
     want = sim_frames.labels().mean(axis=0)
     np.testing.assert_allclose([m["train_positive_rate"][c] for c in CATEGORIES], want, atol=1e-6)
+
+
+def test_features_are_each_members_pooled_features_in_member_order(tiny_family, sim_frames):
+    import keras
+
+    x = sim_frames.images[:8]
+    feats = tiny_family.features(x, batch_size=5)  # a short last chunk too
+    members = [m for c in tiny_family.categories for m in tiny_family.members[c]]
+    own = [
+        keras.Model(m.inputs, m.layers[-1].input).predict(x[..., None].astype("float32"), verbose=0)
+        for m in members
+    ]
+    np.testing.assert_allclose(feats, np.concatenate(own, axis=1), atol=1e-4)
+    with pytest.raises(ValueError, match="expected 128x128"):
+        tiny_family.features(np.zeros((2, 64, 64), np.uint8))

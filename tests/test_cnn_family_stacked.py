@@ -91,6 +91,8 @@ def test_members_of_other_shapes_or_kinds_do_not_stack():
         stack_members([wolkow])
     fam = Family({"Dimers": [wolkow, CNN_global("wolkow")((32, 32, 1), 1, width=0.1)]})
     assert fam.fused_kind == "side_by_side" and fam.fused.output_shape == (None, 2)
+    x = np.random.default_rng(0).integers(0, 256, (3, 32, 32), dtype=np.uint8)
+    assert fam.features(x).shape == (3, 2 * wolkow.layers[-1].input.shape[-1])
 
 
 def test_flops_add_up_over_the_stack():
