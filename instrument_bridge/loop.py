@@ -26,6 +26,7 @@ class LoopSummary:
     actions_to_good: int | None = None
     seconds_to_good: float | None = None
     called_person: bool = False
+    stopped_by_operator: bool = False  # Ctrl-C: the loop ended there, summary and log kept
     decisions: dict = dataclasses.field(default_factory=dict)
 
     def to_dict(self) -> dict:
@@ -45,6 +46,8 @@ class LoopSummary:
             s += f"; {self.false_actions} actions while the tip was already good"
         if self.called_person:
             s += "; the policy gave up and called a person"
+        if self.stopped_by_operator:
+            s += "; stopped by the operator (Ctrl-C)"
         return s
 
 
@@ -58,10 +61,21 @@ def run_loop(
     on_verdict: Callable[[dict], None] | None = None,
 ) -> LoopSummary:
     """Run up to ``n_scans`` scans. With ``stop_after_good`` (simulator only), stop once that
-    many consecutive scans had a good tip (truth) after the policy stopped acting."""
+    many consecutive scans had a good tip (truth) after the policy stopped acting.
+
+    Ctrl-C ends the loop, not the session: the summary comes back with
+    ``stopped_by_operator`` set, so the caller still writes it and closes the log.
+    """
     out = LoopSummary()
     client.heartbeat()  # fail early (BridgeTimeout) if no server answers
-    clock = clock or (lambda: 0.0)
+    try:
+        _loop(safe, client, out, n_scans, stop_after_good, clock or (lambda: 0.0), on_verdict)
+    except KeyboardInterrupt:
+        out.stopped_by_operator = True
+    return out
+
+
+def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> None:
     t0 = clock()
     was_bad = False
     good_run = 0
@@ -114,4 +128,3 @@ def run_loop(
             good_run = 0
         if stop_after_good and good_run >= stop_after_good and out.scans_to_good is not None:
             break
-    return out

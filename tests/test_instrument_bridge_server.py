@@ -230,6 +230,23 @@ def test_loop_survives_a_stalled_instrument_and_logs_it(server, tmp_path):
     assert [e["code"] for e in errs] == ["instrument_timeout"] * 2
 
 
+def test_ctrl_c_ends_the_loop_with_its_summary_and_log(server, tmp_path):
+    class StoppedAtThirdScan(SimulatedMicroscope):
+        def scan(self, *a, **k):
+            if self.scans_done == 2:
+                raise KeyboardInterrupt
+            self.scans_done += 1
+            return super().scan(*a, **k)
+
+    m = StoppedAtThirdScan(seed=0)
+    m.scans_done = 0
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="sim") as c:
+        s = run_loop(SafeInstrument(m), c, n_scans=10, clock=m.clock)
+    assert s.stopped_by_operator and s.scans == 2 and "stopped by the operator" in s.describe()
+    server.stop()
+    assert sum(r["type"] == "verdict" for r in read_log(tmp_path / "log")) == 2
+
+
 def test_live_dry_run_sends_no_action_but_logs_all(tmp_path):
     out = tmp_path / "live"
     s = run_live(voter=stub_voter, n_scans=25, dry_run=True, log_dir=out, seed=1)
