@@ -84,7 +84,9 @@ PRESETS["continuous"] = {
 # Session 13, not adopted: the recorded signal low-passed along the fast axis after every noise
 # source (ScanParams.output_lag, uniform 0.5-2 px). Along-line roughness 0.22 -> 0.18 (real 0.13),
 # proxy 0.754 against 0.761, a tie (steps file v28), but the benchmark family fell 0.784 -> 0.746
-# (benchmarks/results/realism_postlag.json).
+# (benchmarks/results/realism_postlag.json). On the step-14 generator (session 21) 0.768, though its
+# frames are the closest to the real ones in the shipped family's features (KID 0.010, real
+# sessions against each other 0.013; benchmarks/results/realism_postlag_step14.json).
 PRESETS["postlag"] = {**_DEF, "postlag": (0.5, 2.0)}
 # The generator of step 11, before dark pits (dimer vacancies) joined the default in step 14.
 PRESETS["nopits"] = {**_DEF, "pit_p": 0.0}
