@@ -118,8 +118,18 @@ def test_rerun_keeps_finished_members_and_refuses_other_configs(tmp_path, sim_fr
     train_family(sim_frames, cfg, out, verbose=0)
     assert "done already, kept" in capsys.readouterr().out
     assert (out / "members" / "dimers_0.keras").stat().st_mtime_ns == stamp
-    with pytest.raises(ResumeMismatchError, match="another configuration"):
+    with pytest.raises(ResumeMismatchError, match="epochs: 1 there, 2 here") as e:
         train_family(sim_frames, TrainConfig(**{**TINY, "epochs": 2}), out, verbose=0)
+    assert "width" not in str(e.value)  # only what differs is named
+
+
+def test_a_run_that_cannot_start_writes_nothing(tmp_path, sim_frames):
+    """A bad option fails before config.json exists, so the corrected command is not refused."""
+    with pytest.raises(ValueError, match="width"):
+        train_family(sim_frames, TrainConfig(**{**TINY, "width": 9.0}), tmp_path / "f", verbose=0)
+    with pytest.raises(ValueError, match="members"):
+        train_family(sim_frames, TrainConfig(**TINY), tmp_path / "f", members="99-100", verbose=0)
+    assert not (tmp_path / "f" / "config.json").exists()
 
 
 @pytest.mark.slow

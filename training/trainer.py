@@ -718,25 +718,6 @@ def train_family(
     data = _data_summary(frames, data_path)
     init = init_family_summary(config)  # fail before any training if it cannot start this run
 
-    manifest_path = out / "manifest.json"
-    old_manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
-    if (out / "config.json").exists():
-        old = TrainConfig.load(out / "config.json")
-        if old != config:
-            raise ResumeMismatchError(
-                f"{out} holds a run with another configuration ({old}); expected {config}. "
-                "Choose another output name or delete the folder."
-            )
-        old_data = json.loads(manifest_path.read_text()).get("data", {})
-        if old_data.get("fingerprint") not in (None, data["fingerprint"]):
-            raise ResumeMismatchError(
-                f"{out} was trained on other data (fingerprint {old_data['fingerprint'][:12]}…), "
-                f"this call gives {data['fingerprint'][:12]}…"
-            )
-    else:
-        out.mkdir(parents=True, exist_ok=True)
-        config.save(out / "config.json")
-
     if config.val_fraction > 0:
         tr_idx, va_idx = session_split(
             frames.sessions, val_fraction=config.val_fraction, seed=config.seed
@@ -772,6 +753,34 @@ def train_family(
             raise ValueError(
                 f"members: expected indices in 0-{len(all_members) - 1}, got {list(members)}"
             )
+
+    # Every option is checked before anything is written: a run that cannot start must not
+    # leave a config.json behind that a corrected command would then be refused by.
+    builder((*frames.images.shape[1:], 1), 1, **config.builder_options())
+    manifest_path = out / "manifest.json"
+    old_manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {}
+    if (out / "config.json").exists():
+        old = TrainConfig.load(out / "config.json")
+        if old != config:
+            diff = "; ".join(
+                f"{k}: {v!r} there, {getattr(config, k)!r} here"
+                for k, v in old.to_dict().items()
+                if v != config.to_dict()[k]
+            )
+            raise ResumeMismatchError(
+                f"{out} holds a run with another configuration ({diff}). "
+                "Run the same command as before to resume it, or choose another output name "
+                "(or delete the folder) to start a new one."
+            )
+        old_data = old_manifest.get("data", {})
+        if old_data.get("fingerprint") not in (None, data["fingerprint"]):
+            raise ResumeMismatchError(
+                f"{out} was trained on other data (fingerprint {old_data['fingerprint'][:12]}…), "
+                f"this call gives {data['fingerprint'][:12]}…"
+            )
+    else:
+        out.mkdir(parents=True, exist_ok=True)
+        config.save(out / "config.json")
 
     manifest = {
         "manifest_version": MANIFEST_VERSION,
