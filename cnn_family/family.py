@@ -265,18 +265,23 @@ class Family:
             # One call over the stacked views keeps the batching; split and average after.
             probs = self.predict_members(np.concatenate(views), batch_size=batch_size)
             return probs.reshape(len(views), len(xb), *probs.shape[1:]).mean(axis=0)
-        xb = _as_batch(x)
-        want = tuple(self.fused.input_shape[1:3])
-        if xb.shape[1:3] != want:
-            raise ValueError(
-                f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}"
-            )
+        xb = self._frames(x)
         if batch_size is None:
             batch_size = 256 if _on_gpu() else 16
         fn = self._compiled()
         parts = self._chunked(fn, xb, batch_size)
         flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
         return flat.reshape(len(xb), len(self.categories), self.k)
+
+    def _frames(self, x) -> np.ndarray:
+        """``x`` as a uint8 (N, H, W, 1) batch of the size the members take."""
+        xb = _as_batch(x)
+        want = tuple(self.fused.input_shape[1:3])
+        if xb.shape[1:3] != want:
+            raise ValueError(
+                f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}"
+            )
+        return xb
 
     def features(self, x, *, batch_size: int = 64) -> np.ndarray:
         """Every member's pooled features (what its output layer sees), concatenated
@@ -290,15 +295,10 @@ class Family:
         """
         import keras
 
-        xb = _as_batch(x)
-        want = tuple(self.fused.input_shape[1:3])
-        if xb.shape[1:3] != want:
-            raise ValueError(
-                f"frames: expected {want[0]}x{want[1]}, got {xb.shape[1]}x{xb.shape[2]}"
-            )
+        xb = self._frames(x)
         if self._features is None:
-            names = {layer.name for layer in self.fused.layers}
-            if "gap" in names:  # the stacked graph: one pooled layer holds every member's
+            if any(layer.name == "gap" for layer in self.fused.layers):
+                # the stacked graph: one pooled layer holds every member's
                 model = keras.Model(self.fused.input, self.fused.get_layer("gap").output)
             else:  # members side by side: each member's input to its output layer
                 inp = keras.Input(xb.shape[1:], name="frame")
