@@ -26,6 +26,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--data", help="frames: the project's HDF5, or a 2018 .mat/.npz/.h5 (default: simulated)"
     )
     ap.add_argument(
+        "--extra-data",
+        nargs="+",
+        default=[],
+        metavar="FILE",
+        help="labelled frames added to the training set only (GAN-made extras from "
+        "`python -m gan_extras`, more simulated frames)",
+    )
+    ap.add_argument(
         "--synthetic-frames", type=int, default=4000, help="simulated frames when no --data"
     )
     ap.add_argument(
@@ -154,6 +162,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
         layout=args.layout,
         distribute=args.distribute,
         simulated_first=args.simulated_first,
+        extra_data=args.extra_data,
     )
 
 

@@ -184,48 +184,26 @@ def transfer(
 def feature_distances(real, yr, sim, ys, categories, *, family: Path, seed: int = 0) -> dict:
     """FID and KID on ``family``'s features: real vs simulated, and real vs real for scale.
 
-    The real frames' sessions are split in two seeded halves, A and B; A is compared with B and
-    with as many simulated frames, so the two FIDs (biased by the set size) compare. KID per
+    :func:`evaluation.distance.distances_to_real` on the family's pooled features; KID per
     category compares the frames carrying that label.
     """
     from cnn_family import Family
-    from evaluation.distance import frechet_distance, kernel_distance
+    from evaluation.distance import distances_to_real
 
     fam = Family.load(family)
     print(f"   features of {len(real)} real and {len(sim)} simulated frames", flush=True)
     fr, fs = fam.features(real.images), fam.features(sim.images)
-    rng = np.random.default_rng(seed)
-    sessions = np.unique(real.sessions)
-    if len(sessions) < 2:
-        raise ValueError(f"real frames: expected 2 or more sessions to split, got {len(sessions)}")
-    rng.shuffle(sessions)
-    in_a = np.isin(real.sessions, sessions[: len(sessions) // 2])
-    n = int(min(in_a.sum(), (~in_a).sum(), len(fs)))
-    a = rng.choice(np.flatnonzero(in_a), n, replace=False)
-    b = rng.choice(np.flatnonzero(~in_a), n, replace=False)
-    s = rng.choice(len(fs), n, replace=False)
-
-    def pair(x, y) -> dict:
-        kid, kid_std = kernel_distance(x, y, seed=seed)
-        return {"fid": frechet_distance(x, y), "kid": kid, "kid_std": kid_std}
-
-    out = {
-        "family": str(family),
-        "feature_dims": int(fr.shape[1]),
-        "n_per_set": n,
-        "real_vs_real": pair(fr[a], fr[b]),
-        "real_vs_sim": pair(fr[a], fs[s]),
-        "kid_per_category": {},
-    }
-    for j, c in enumerate(categories):
-        ra, rb, sc = fr[in_a & (yr[:, j] == 1)], fr[~in_a & (yr[:, j] == 1)], fs[ys[:, j] == 1]
-        if min(len(ra), len(rb), len(sc)) < 2:
-            continue
-        out["kid_per_category"][c] = {
-            "real_vs_real": kernel_distance(ra, rb, seed=seed)[0],
-            "real_vs_sim": kernel_distance(ra, sc, seed=seed)[0],
-        }
-    return out
+    d = distances_to_real(
+        fr,
+        real.sessions,
+        fs,
+        real_labels=yr,
+        other_labels=ys,
+        categories=categories,
+        other="sim",
+        seed=seed,
+    )
+    return {"family": str(family), "feature_dims": int(fr.shape[1]), **d}
 
 
 def main(argv=None) -> int:

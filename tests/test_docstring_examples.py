@@ -14,7 +14,7 @@ import pkgutil
 import pytest
 from conftest import ROOT
 
-PACKAGES = ("stm_sim", "training", "evaluation", "cnn_family", "instrument_bridge")
+PACKAGES = ("stm_sim", "training", "evaluation", "cnn_family", "instrument_bridge", "gan_extras")
 FLAGS = doctest.ELLIPSIS | doctest.NORMALIZE_WHITESPACE
 
 

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from training.config import TrainConfig
-from training.data import FrameSet, load_frames
+from training.data import FrameSet, concat, load_frames
 
 REAL_DATA_HINT = (
     "Real H:Si(100) frames: download the SPM-Toolbox repository (OGordon100/SPM-Toolbox on "
@@ -36,6 +39,7 @@ def run_training(
     layout: str = "auto",
     distribute: str = "auto",
     simulated_first: bool = False,
+    extra_data: Sequence[str | Path] = (),
 ) -> Path:
     """Train a family into ``out_dir`` from ``data_path`` (or simulated frames), then plot curves.
 
@@ -44,6 +48,10 @@ def run_training(
     family starts from it (``config.init_from``). Measured better than either alone from about
     four labelled sessions on (README, "With few labelled frames"). Both stages resume after an
     interruption.
+
+    ``extra_data`` files (labelled frames of the same size: GAN-made extras from
+    :mod:`gan_extras`, more simulated frames) join the training set of the final family, and
+    only its training set; the manifest records them.
 
     >>> run_training(config=TrainConfig(epochs=1), out_dir="runs/demo")  # doctest: +SKIP
     """
@@ -77,8 +85,41 @@ def run_training(
         print(f"No --data given: training on {synthetic_frames} simulated frames (stm_sim).")
         print(REAL_DATA_HINT)
     return _train_and_finish(
-        config, out_dir, data_path, synthetic_frames, command, members=members, **train_kw
+        config,
+        out_dir,
+        data_path,
+        synthetic_frames,
+        command,
+        members=members,
+        extra_data=extra_data,
+        **train_kw,
     )
+
+
+def with_extras(frames: FrameSet, paths: Sequence[str | Path]) -> FrameSet:
+    """``frames`` with the labelled frames of each file in ``paths`` appended.
+
+    A file's sessions that collide with ones already there are renamed ``extra<i>:<session>``,
+    so a session split never merges two sources.
+    """
+    parts = [frames]
+    seen = set(frames.sessions.tolist())
+    for i, path in enumerate(paths):
+        extra = load_frames(path)
+        if extra.images.shape[1:] != frames.images.shape[1:]:
+            raise ValueError(
+                f"{path}: expected extra frames of {frames.images.shape[1:]} like the training "
+                f"frames, got {extra.images.shape[1:]}"
+            )
+        if not extra.labelled.any():
+            raise ValueError(f"{path}: expected labelled extra frames, found none labelled")
+        extra = extra.subset(extra.labelled)
+        if seen.intersection(extra.sessions.tolist()):
+            extra.sessions = np.char.add(f"extra{i}:", extra.sessions.astype(str))
+        seen.update(extra.sessions.tolist())
+        print(f"extra training frames: {len(extra)} from {path}")
+        parts.append(extra)
+    return concat(parts)
 
 
 def _train_and_finish(
@@ -87,6 +128,7 @@ def _train_and_finish(
     data_path: str | Path | None,
     synthetic_frames: int,
     command: str | None,
+    extra_data: Sequence[str | Path] = (),
     **train_kw,
 ) -> Path:
     from training.trainer import train_family
@@ -97,6 +139,9 @@ def _train_and_finish(
     else:
         frames = load_frames(data_path)
         source = str(data_path)
+    if extra_data:
+        frames = with_extras(frames, extra_data)
+        source += " + " + " + ".join(str(p) for p in extra_data)
     out = train_family(frames, config, out_dir, data_path=source, command=command, **train_kw)
     if json.loads((out / "manifest.json").read_text())["status"] != "complete":
         return out  # a shard: curves and export come after the merge
