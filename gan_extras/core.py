@@ -98,6 +98,24 @@ def log_power_spectrum(x):
     return ((p - mean) / tf.sqrt(var + 1e-6))[..., None]
 
 
+def check_positive(config, names) -> None:
+    """Raise ``ValueError`` naming the first of ``names`` on ``config`` that is below 1."""
+    for name in names:
+        if getattr(config, name) < 1:
+            raise ValueError(
+                f"{type(config).__name__}: expected {name} >= 1, got {getattr(config, name)}"
+            )
+
+
+def bce(target: float, logits):
+    """Sigmoid cross-entropy of ``logits`` against a constant ``target`` (a tensor's mean)."""
+    import tensorflow as tf
+
+    return tf.reduce_mean(
+        tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), target), logits)
+    )
+
+
 def descend(optimizer, tape, loss, variables) -> None:
     """One optimizer step on ``loss`` for ``variables`` (inside a ``tf.function``)."""
     optimizer.apply_gradients(zip(tape.gradient(loss, variables), variables, strict=True))

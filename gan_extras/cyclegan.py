@@ -49,9 +49,9 @@ class CycleGANConfig:
                 f"CycleGANConfig: expected size divisible by 2**depth = {2**self.depth} and at "
                 f"least {2 ** (self.depth + 1)}, got size={self.size}, depth={self.depth}"
             )
-        for name in ("filters", "disc_filters", "steps", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"CycleGANConfig: expected {name} >= 1, got {getattr(self, name)}")
+        core.check_positive(
+            self, ("filters", "disc_filters", "steps", "batch_size", "checkpoint_every")
+        )
 
 
 def unet_generator(*, size: int = 128, filters: int = 16, depth: int = 4, name: str = "gen"):

@@ -44,9 +44,7 @@ class DCGANConfig:
             raise ValueError(
                 f"DCGANConfig: expected size a multiple of 16 and at least 32, got {self.size}"
             )
-        for name in ("latent", "filters", "steps", "batch_size", "checkpoint_every"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"DCGANConfig: expected {name} >= 1, got {getattr(self, name)}")
+        core.check_positive(self, ("latent", "filters", "steps", "batch_size", "checkpoint_every"))
 
 
 N_LABELS = 6
@@ -151,19 +149,14 @@ def train_dcgan(
         "d": (keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta_1), disc),
     }
 
-    def bce(target, logits):
-        return tf.reduce_mean(
-            tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), target), logits)
-        )
-
     @tf.function(reduce_retracing=True)
     def step(real, lab, z):
         with tf.GradientTape() as gt, tf.GradientTape() as dt:
             fake = gen([z, lab], training=True)
             d_real = disc([real, lab], training=True)
             d_fake = disc([fake, lab], training=True)
-            g_loss = bce(1.0, d_fake)
-            d_loss = bce(cfg.real_target, d_real) + bce(0.0, d_fake)
+            g_loss = core.bce(1.0, d_fake)
+            d_loss = core.bce(cfg.real_target, d_real) + core.bce(0.0, d_fake)
         core.descend(opts["g"][0], gt, g_loss, gen.trainable_variables)
         core.descend(opts["d"][0], dt, d_loss, disc.trainable_variables)
         return {"g": g_loss, "d": d_loss}

@@ -46,9 +46,7 @@ class SRGANConfig:
             raise ValueError(
                 f"SRGANConfig: expected size a multiple of 16 and at least 32, got {self.size}"
             )
-        for name in ("filters", "blocks", "disc_filters", "steps", "batch_size"):
-            if getattr(self, name) < 1:
-                raise ValueError(f"SRGANConfig: expected {name} >= 1, got {getattr(self, name)}")
+        core.check_positive(self, ("filters", "blocks", "disc_filters", "steps", "batch_size"))
 
 
 @keras.saving.register_keras_serializable(package="gan_extras")
@@ -163,11 +161,6 @@ def train_srgan(
         "d": (keras.optimizers.Adam(cfg.lr, beta_1=cfg.beta_1), disc),
     }
 
-    def bce(target, logits):
-        return tf.reduce_mean(
-            tf.nn.sigmoid_cross_entropy_with_logits(tf.fill(tf.shape(logits), target), logits)
-        )
-
     @tf.function(reduce_retracing=True)
     def step(hr, lr_in):
         with tf.GradientTape() as gt, tf.GradientTape() as dt:
@@ -179,14 +172,14 @@ def train_srgan(
                 tf.abs(core.log_power_spectrum(sr) - core.log_power_spectrum(hr))
             )
             feature = tf.reduce_mean(tf.abs(f_fake - tf.stop_gradient(f_real)))
-            adv = bce(1.0, d_fake)
+            adv = core.bce(1.0, d_fake)
             g_loss = (
                 pixel
                 + cfg.fourier_weight * fourier
                 + cfg.feature_weight * feature
                 + cfg.adversarial_weight * adv
             )
-            d_loss = bce(1.0, d_real) + bce(0.0, d_fake)
+            d_loss = core.bce(1.0, d_real) + core.bce(0.0, d_fake)
         core.descend(opts["g"][0], gt, g_loss, gen.trainable_variables)
         core.descend(opts["d"][0], dt, d_loss, disc.trainable_variables)
         return {"pixel": pixel, "fourier": fourier, "feature": feature, "adv": adv, "d": d_loss}

@@ -63,6 +63,8 @@ def test_pixel_shuffle_matches_depth_to_space():
 def test_dcgan_bad_input_says_what_it_expected(tmp_path, sim_frames):
     with pytest.raises(ValueError, match="multiple of 16"):
         DCGANConfig(size=40)
+    with pytest.raises(ValueError, match="DCGANConfig: expected steps >= 1, got 0"):
+        DCGANConfig(steps=0)
     with pytest.raises(ValueError, match="expected 32x32 frames"):
         train_dcgan(
             sim_frames.images,
