@@ -98,6 +98,15 @@ def log_power_spectrum(x):
     return ((p - mean) / tf.sqrt(var + 1e-6))[..., None]
 
 
+def check_size(config, *, multiple: int = 16, least: int = 32) -> None:
+    """Raise ``ValueError`` unless ``config.size`` is a multiple of ``multiple``, >= ``least``."""
+    if config.size % multiple or config.size < least:
+        raise ValueError(
+            f"{type(config).__name__}: expected size a multiple of {multiple} and at least "
+            f"{least}, got {config.size}"
+        )
+
+
 def check_positive(config, names) -> None:
     """Raise ``ValueError`` naming the first of ``names`` on ``config`` that is below 1."""
     for name in names:
@@ -207,11 +216,8 @@ def run_steps(
     nets: dict,
     opts: dict,
     step_fn: Callable[[np.random.Generator, int], dict],
-    steps: int,
-    lr: float,
+    config,
     decay_from: float,
-    seed: int,
-    checkpoint_every: int,
     progress: bool = True,
     desc: str = "GAN",
 ) -> dict:
@@ -219,7 +225,10 @@ def run_steps(
 
     ``nets`` maps names to Keras models (all saved); ``opts`` maps names to (optimizer, model
     it updates). ``step_fn(rng, step)`` draws its batch from ``rng`` and returns its losses.
+    ``config`` gives ``steps``, ``lr``, ``seed`` and ``checkpoint_every``.
     """
+    steps, lr, seed = config.steps, config.lr, config.seed
+    checkpoint_every = config.checkpoint_every
     from tqdm.auto import tqdm
 
     ckpt = out_dir / "checkpoint.npz"
@@ -254,9 +263,23 @@ def run_steps(
     return history
 
 
-def save_generator(model, out_dir: Path, name: str, manifest: dict) -> Path:
-    """Save a trained generator as ``<name>.keras`` and a manifest beside it, atomically."""
+def save_generator(
+    model, out_dir: Path, name: str, *, kind: str, config, history: dict, **about
+) -> Path:
+    """Save a trained generator as ``<name>.keras`` and its manifest beside it, atomically.
+
+    The manifest holds ``kind``, the file name, ``config``, the last losses, the versions and
+    whatever ``about`` adds (inputs, data sizes).
+    """
     path = save_model_atomic(model, out_dir / f"{name}.keras")
+    manifest = {
+        "kind": kind,
+        "generator": path.name,
+        **about,
+        "config": dataclasses.asdict(config),
+        "final_losses": {k: v[-1] for k, v in history.items() if not k.startswith("_")},
+        "versions": versions(),
+    }
     write_json_atomic(out_dir / "manifest.json", manifest)
     return path
 

@@ -44,11 +44,7 @@ class CycleGANConfig:
     checkpoint_every: int = 100
 
     def __post_init__(self) -> None:
-        if self.size % (2**self.depth) or self.size < 2 ** (self.depth + 1):
-            raise ValueError(
-                f"CycleGANConfig: expected size divisible by 2**depth = {2**self.depth} and at "
-                f"least {2 ** (self.depth + 1)}, got size={self.size}, depth={self.depth}"
-            )
+        core.check_size(self, multiple=2**self.depth, least=2 ** (self.depth + 1))
         core.check_positive(
             self, ("filters", "disc_filters", "steps", "batch_size", "checkpoint_every")
         )
@@ -226,24 +222,21 @@ def train_cyclegan(
         nets=nets,
         opts=opts,
         step_fn=step_fn,
-        steps=cfg.steps,
-        lr=cfg.lr,
+        config=cfg,
         decay_from=cfg.decay_from,
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
         progress=progress,
         desc="CycleGAN",
     )
-    manifest = {
-        "kind": "cyclegan",
-        "generator": "sim_to_real.keras",
-        "input": "uint8 frames scaled to [-1, 1]; output min-max stretched to 0-255",
-        "config": dataclasses.asdict(cfg),
-        "data": {"simulated_frames": len(sim), "real_frames": len(real)},
-        "final_losses": {k: v[-1] for k, v in history.items() if not k.startswith("_")},
-        "versions": core.versions(),
-    }
-    core.save_generator(g_sr, out_dir, "sim_to_real", manifest)
+    core.save_generator(
+        g_sr,
+        out_dir,
+        "sim_to_real",
+        kind="cyclegan",
+        config=cfg,
+        history=history,
+        input="uint8 frames scaled to [-1, 1]; output min-max stretched to 0-255",
+        data={"simulated_frames": len(sim), "real_frames": len(real)},
+    )
     return out_dir
 
 

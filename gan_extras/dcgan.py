@@ -40,10 +40,7 @@ class DCGANConfig:
     checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
-        if self.size % 16 or self.size < 32:
-            raise ValueError(
-                f"DCGANConfig: expected size a multiple of 16 and at least 32, got {self.size}"
-            )
+        core.check_size(self)
         core.check_positive(self, ("latent", "filters", "steps", "batch_size", "checkpoint_every"))
 
 
@@ -171,25 +168,22 @@ def train_dcgan(
         nets={"generator": gen, "discriminator": disc},
         opts=opts,
         step_fn=step_fn,
-        steps=cfg.steps,
-        lr=cfg.lr,
+        config=cfg,
         decay_from=1.0,  # DCGAN trains at a constant rate
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
         progress=progress,
         desc="DCGAN",
     )
-    manifest = {
-        "kind": "dcgan",
-        "generator": "generator.keras",
-        "inputs": ["noise (latent,) standard normal", "labels (6,) 0/1"],
-        "config": dataclasses.asdict(cfg),
-        "label_rows": label_rows(y),
-        "data": {"frames": len(x)},
-        "final_losses": {k: v[-1] for k, v in history.items() if not k.startswith("_")},
-        "versions": core.versions(),
-    }
-    core.save_generator(gen, out_dir, "generator", manifest)
+    core.save_generator(
+        gen,
+        out_dir,
+        "generator",
+        kind="dcgan",
+        config=cfg,
+        history=history,
+        inputs=["noise (latent,) standard normal", "labels (6,) 0/1"],
+        label_rows=label_rows(y),
+        data={"frames": len(x)},
+    )
     return out_dir
 
 

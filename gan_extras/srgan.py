@@ -42,10 +42,7 @@ class SRGANConfig:
     checkpoint_every: int = 200
 
     def __post_init__(self) -> None:
-        if self.size % 16 or self.size < 32:
-            raise ValueError(
-                f"SRGANConfig: expected size a multiple of 16 and at least 32, got {self.size}"
-            )
+        core.check_size(self)
         core.check_positive(self, ("filters", "blocks", "disc_filters", "steps", "batch_size"))
 
 
@@ -196,24 +193,21 @@ def train_srgan(
         nets={"generator": gen, "discriminator": disc},
         opts=opts,
         step_fn=step_fn,
-        steps=cfg.steps,
-        lr=cfg.lr,
+        config=cfg,
         decay_from=0.5,
-        seed=cfg.seed,
-        checkpoint_every=cfg.checkpoint_every,
         progress=progress,
         desc="SRGAN",
     )
-    manifest = {
-        "kind": "srgan",
-        "generator": "generator.keras",
-        "input": f"({cfg.size // 2}, {cfg.size // 2}, 1) in [-1, 1]",
-        "config": dataclasses.asdict(cfg),
-        "data": {"frames": len(x)},
-        "final_losses": {k: v[-1] for k, v in history.items() if not k.startswith("_")},
-        "versions": core.versions(),
-    }
-    core.save_generator(gen, out_dir, "generator", manifest)
+    core.save_generator(
+        gen,
+        out_dir,
+        "generator",
+        kind="srgan",
+        config=cfg,
+        history=history,
+        input=f"({cfg.size // 2}, {cfg.size // 2}, 1) in [-1, 1]",
+        data={"frames": len(x)},
+    )
     return out_dir
 
 
