@@ -149,6 +149,13 @@ def main(argv=None) -> int:
     ap.add_argument("--sim", type=int, default=4000, help="simulated frames (both families)")
     ap.add_argument("--steps", type=int, default=2000, help="CycleGAN steps")
     ap.add_argument("--filters", type=int, default=16, help="CycleGAN generator width")
+    ap.add_argument(
+        "--stop-at",
+        type=int,
+        metavar="STEP",
+        help="stop the CycleGAN at this step, checkpointed, and exit (a long run in pieces, "
+        "e.g. one Colab session at a time; the same command without it goes on to the end)",
+    )
     ap.add_argument("--no-fourier", action="store_true", help="image discriminators only")
     ap.add_argument("--width", type=float, default=0.25)
     ap.add_argument("--epochs", type=int, default=8)
@@ -165,6 +172,7 @@ def main(argv=None) -> int:
 
     from cnn_family.backend import versions
     from evaluation.cli import DEFAULT_FAMILY
+    from gan_extras.core import checkpoint_step
     from gan_extras.cyclegan import CycleGANConfig, train_cyclegan
     from gan_extras.extras import judge, translated_frameset
     from stm_sim.dataset import make_frameset
@@ -178,6 +186,7 @@ def main(argv=None) -> int:
     half_b, yb = real.subset(~in_a), y[~in_a]
     print(f"real: {in_a.sum()} frames (half A, CycleGAN) / {len(half_b)} (half B, scoring)")
     out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)  # before the hours of work, not after
     if args.dcgan_only:
         import json
 
@@ -208,8 +217,13 @@ def main(argv=None) -> int:
     tag = f"s{args.steps}_f{args.filters}" + ("" if fourier else "_nofft") + f"_sim{args.sim}"
     gan_dir = ROOT / "runs" / "gan_extras" / f"cyclegan_{tag}"
     t = time.perf_counter()
-    train_cyclegan(sim.images, real.images[in_a], out_dir=gan_dir, config=gan_cfg)
+    train_cyclegan(
+        sim.images, real.images[in_a], out_dir=gan_dir, config=gan_cfg, stop_at=args.stop_at
+    )
     gan_seconds = time.perf_counter() - t
+    if (step := checkpoint_step(gan_dir)) < args.steps:
+        print(f"CycleGAN stopped at step {step} of {args.steps} ({gan_dir}); run again to go on")
+        return 0
     translated = translated_frameset(gan_dir, sim)
 
     cfg = TrainConfig(width=args.width, epochs=args.epochs, seed=args.seed)

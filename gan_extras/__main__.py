@@ -8,7 +8,8 @@
     python -m gan_extras judge looks_real.h5 --real REAL.h5                # FID / KID
     python main_training.py --data REAL.h5 --extra-data looks_real.h5      # train with them
 
-Every training command resumes when run again after an interruption.
+Every training command resumes when run again after an interruption, and ``--stop-at STEP``
+splits a long run into pieces (one Colab session at a time) that end where one unbroken run does.
 """
 
 from __future__ import annotations
@@ -49,6 +50,13 @@ def _parser() -> argparse.ArgumentParser:
         p.add_argument("--batch-size", type=int, default=batch)
         p.add_argument("--seed", type=int, default=0)
         p.add_argument("--quiet", action="store_true", help="no progress bar")
+        p.add_argument(
+            "--stop-at",
+            type=int,
+            metavar="STEP",
+            help="stop at this step, checkpointed (the schedule still follows --steps); "
+            "the same command without it, or with a later STEP, goes on",
+        )
 
     p = sub.add_parser("cyclegan", help="train simulated -> real (real frames need no labels)")
     p.add_argument("--real", required=True, help="real frames (the project's HDF5 or 2018 file)")
@@ -88,6 +96,16 @@ def _parser() -> argparse.ArgumentParser:
     return ap
 
 
+def _report(what: str, out, cfg, generator: str) -> None:
+    from gan_extras.core import checkpoint_step
+
+    step = checkpoint_step(out)
+    if step < cfg.steps:
+        print(f"{what}: stopped at step {step} of {cfg.steps}; run again to go on ({out})")
+    else:
+        print(f"{what} -> {out}/{generator}")
+
+
 def _run(args) -> int:
     from gan_extras import extras
 
@@ -106,9 +124,14 @@ def _run(args) -> int:
             seed=args.seed,
         )
         out = train_cyclegan(
-            sim.images, real.images, out_dir=args.out, config=cfg, progress=not args.quiet
+            sim.images,
+            real.images,
+            out_dir=args.out,
+            config=cfg,
+            progress=not args.quiet,
+            stop_at=args.stop_at,
         )
-        print(f"CycleGAN -> {out}/sim_to_real.keras")
+        _report("CycleGAN", out, cfg, "sim_to_real.keras")
     elif args.cmd == "translate":
         fs = extras.translated_frameset(args.run, _frames(args))
         print(f"{len(fs)} translated frames -> {extras.write(fs, args.out, source=args.run)}")
@@ -129,8 +152,9 @@ def _run(args) -> int:
             out_dir=args.out,
             config=cfg,
             progress=not args.quiet,
+            stop_at=args.stop_at,
         )
-        print(f"DCGAN -> {out}/generator.keras")
+        _report("DCGAN", out, cfg, "generator.keras")
     elif args.cmd == "srgan":
         from gan_extras.srgan import SRGANConfig, train_srgan
 
@@ -147,8 +171,9 @@ def _run(args) -> int:
             out_dir=args.out,
             config=cfg,
             progress=not args.quiet,
+            stop_at=args.stop_at,
         )
-        print(f"SRGAN -> {out}/generator.keras")
+        _report("SRGAN", out, cfg, "generator.keras")
     elif args.cmd == "sample":
         fs = extras.sampled_frameset(args.dcgan, n=args.n, srgan_dir=args.srgan, seed=args.seed)
         src = args.dcgan + (f" + {args.srgan}" if args.srgan else "")

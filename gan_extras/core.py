@@ -220,15 +220,20 @@ def run_steps(
     decay_from: float,
     progress: bool = True,
     desc: str = "GAN",
+    stop_at: int | None = None,
 ) -> dict:
     """Run ``step_fn`` from the last checkpoint in ``out_dir`` to ``steps``; return the history.
 
     ``nets`` maps names to Keras models (all saved); ``opts`` maps names to (optimizer, model
     it updates). ``step_fn(rng, step)`` draws its batch from ``rng`` and returns its losses.
-    ``config`` gives ``steps``, ``lr``, ``seed`` and ``checkpoint_every``.
+    ``config`` gives ``steps``, ``lr``, ``seed`` and ``checkpoint_every``. ``stop_at`` ends
+    this call early, checkpointed, at that step; a later call goes on exactly as if it had
+    never stopped (the learning-rate schedule follows ``steps``, not ``stop_at``). The
+    history's ``_step`` holds the step reached.
     """
     steps, lr, seed = config.steps, config.lr, config.seed
     checkpoint_every = config.checkpoint_every
+    end = steps if stop_at is None else min(steps, check_stop_at(stop_at))
     from tqdm.auto import tqdm
 
     ckpt = out_dir / "checkpoint.npz"
@@ -237,13 +242,13 @@ def run_steps(
         opt.build(net.trainable_variables)
     if ckpt.exists():
         step, history = _load_checkpoint(ckpt, nets, opts)
-        if progress and step < steps:
+        if progress and step < end:
             print(f"{desc}: resuming at step {step} of {steps} ({ckpt})", flush=True)
     bar = tqdm(
         total=steps, initial=step, desc=desc, disable=not progress, unit="step", mininterval=2
     )
     t0, done = time.perf_counter(), 0
-    while step < steps:
+    while step < end:
         rate = linear_decay(step, steps=steps, lr=lr, decay_from=decay_from)
         for opt, _ in opts.values():
             opt.learning_rate = rate
@@ -255,12 +260,38 @@ def run_steps(
         bar.update(1)
         if step % 10 == 0:
             bar.set_postfix({k: f"{float(v):.3f}" for k, v in list(losses.items())[:4]})
-        if step % checkpoint_every == 0 or step == steps:
+        if step % checkpoint_every == 0 or step == end:
             _save_checkpoint(ckpt, nets, opts, step, history)
     bar.close()
     history["_seconds_this_run"] = [time.perf_counter() - t0]
     history["_steps_this_run"] = [done]
+    history["_step"] = [step]
     return history
+
+
+def check_stop_at(stop_at: int) -> int:
+    """``stop_at`` as an int, or ``ValueError`` unless it is a step count >= 1."""
+    if isinstance(stop_at, bool) or not isinstance(stop_at, int | np.integer) or stop_at < 1:
+        raise ValueError(f"stop_at: expected a step count >= 1, got {stop_at!r}")
+    return int(stop_at)
+
+
+def stopped_early(history: dict, config) -> bool:
+    """Whether :func:`run_steps` ended before ``config.steps`` (``stop_at``): no generator yet."""
+    return history["_step"][0] < config.steps
+
+
+def checkpoint_step(out_dir: str | Path) -> int:
+    """The step a run folder's ``checkpoint.npz`` holds (0 when it has none).
+
+    >>> checkpoint_step("/nonexistent")
+    0
+    """
+    ckpt = Path(out_dir) / "checkpoint.npz"
+    if not ckpt.exists():
+        return 0
+    with np.load(ckpt, allow_pickle=False) as z:
+        return int(z["step"])
 
 
 def save_generator(

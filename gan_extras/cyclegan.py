@@ -126,15 +126,20 @@ def train_cyclegan(
     out_dir: str | Path,
     config: CycleGANConfig = CycleGANConfig(),
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> Path:
     """Train (or resume) a CycleGAN from simulated to real frames; return ``out_dir``.
 
     ``out_dir`` receives ``sim_to_real.keras`` (what :func:`translate` uses), ``manifest.json``
     (config, data sizes, final losses, versions), ``config.json`` and ``checkpoint.npz``
     (weights and optimizer states every ``checkpoint_every`` steps; run the same call again
-    after an interruption and it continues from there).
+    after an interruption and it continues from there). ``stop_at`` ends the call at that step,
+    checkpointed, with no generator written yet: a run split into pieces (a Colab session at a
+    time) ends with the same weights as one that never stopped.
     """
     tf = core.require_tensorflow()
+    if stop_at is not None:
+        core.check_stop_at(stop_at)
     import keras
 
     cfg = config
@@ -226,7 +231,10 @@ def train_cyclegan(
         decay_from=cfg.decay_from,
         progress=progress,
         desc="CycleGAN",
+        stop_at=stop_at,
     )
+    if core.stopped_early(history, cfg):
+        return out_dir  # checkpointed; the generator is written when the run completes
     core.save_generator(
         g_sr,
         out_dir,

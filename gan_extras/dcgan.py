@@ -124,6 +124,7 @@ def train_dcgan(
     out_dir: str | Path,
     config: DCGANConfig = DCGANConfig(),
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> Path:
     """Train (or resume) the conditional DCGAN on labelled frames of ``config.size`` px.
 
@@ -131,6 +132,8 @@ def train_dcgan(
     from which :func:`sample` draws), ``config.json`` and ``checkpoint.npz``.
     """
     tf = core.require_tensorflow()
+    if stop_at is not None:
+        core.check_stop_at(stop_at)
     import keras
 
     cfg = config
@@ -172,7 +175,10 @@ def train_dcgan(
         decay_from=1.0,  # DCGAN trains at a constant rate
         progress=progress,
         desc="DCGAN",
+        stop_at=stop_at,
     )
+    if core.stopped_early(history, cfg):
+        return out_dir  # checkpointed; the generator is written when the run completes
     core.save_generator(
         gen,
         out_dir,

@@ -131,6 +131,7 @@ def train_srgan(
     out_dir: str | Path,
     config: SRGANConfig = SRGANConfig(),
     progress: bool = True,
+    stop_at: int | None = None,
 ) -> Path:
     """Train (or resume) the ×2 upscaler on full-size frames; return ``out_dir``.
 
@@ -138,6 +139,8 @@ def train_srgan(
     ``checkpoint.npz``.
     """
     tf = core.require_tensorflow()
+    if stop_at is not None:
+        core.check_stop_at(stop_at)
     from training.data import check_images
 
     cfg = config
@@ -197,7 +200,10 @@ def train_srgan(
         decay_from=0.5,
         progress=progress,
         desc="SRGAN",
+        stop_at=stop_at,
     )
+    if core.stopped_early(history, cfg):
+        return out_dir  # checkpointed; the generator is written when the run completes
     core.save_generator(
         gen,
         out_dir,

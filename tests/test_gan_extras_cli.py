@@ -18,7 +18,11 @@ def test_cyclegan_translate_and_judge_from_the_command_line(tmp_path, tiny_famil
     save_frames(real, tmp_path / "real.h5")
     run = tmp_path / "cg"
     cmd = ["cyclegan", "--real", str(tmp_path / "real.h5"), "--sim", "8", "--out", str(run)]
-    assert main([*cmd, "--steps", "1", "--filters", "2", "--batch-size", "2", "--quiet"]) == 0
+    cmd += ["--steps", "2", "--filters", "2", "--batch-size", "2", "--quiet"]
+    assert main([*cmd, "--stop-at", "1"]) == 0
+    assert "stopped at step 1 of 2; run again to go on" in capsys.readouterr().out
+    assert main(cmd) == 0
+    assert "CycleGAN -> " in capsys.readouterr().out
     assert json.loads((run / "config.json").read_text())["filters"] == 2
 
     assert main(["translate", str(run), str(tmp_path / "t.h5"), "--sim", "6"]) == 0

@@ -50,6 +50,25 @@ def test_cyclegan_trains_saves_and_resumes_where_it_stopped(tmp_path, frames):
     assert out.min() == 0 and out.max() == 255  # min-max stretched, as exported scans are
 
 
+def test_a_run_in_pieces_ends_where_an_unbroken_one_does(tmp_path, frames):
+    # stop_at splits one run (one learning-rate schedule, unlike a growing `steps`) into pieces,
+    # as a Colab notebook does between Drive uploads.
+    sim, real = frames
+    cfg = CycleGANConfig(steps=4, seed=3, decay_from=0.25, **SMALL)
+    train_cyclegan(sim, real, out_dir=tmp_path / "straight", config=cfg, progress=False)
+    pieces = tmp_path / "pieces"
+    for stop in (1, 3):
+        train_cyclegan(sim, real, out_dir=pieces, config=cfg, progress=False, stop_at=stop)
+        assert core.checkpoint_step(pieces) == stop
+        assert not (pieces / "sim_to_real.keras").exists()  # no generator until the run ends
+    train_cyclegan(sim, real, out_dir=pieces, config=cfg, progress=False)
+    assert core.checkpoint_step(pieces) == 4 and (pieces / "sim_to_real.keras").exists()
+    for a, b in zip(_weights(tmp_path / "straight"), _weights(pieces), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(ValueError, match="stop_at: expected a step count >= 1, got 0"):
+        train_cyclegan(sim, real, out_dir=pieces, config=cfg, progress=False, stop_at=0)
+
+
 def test_cyclegan_refuses_another_configuration_in_the_same_folder(tmp_path, frames):
     sim, real = frames
     cfg = CycleGANConfig(steps=1, **SMALL)
