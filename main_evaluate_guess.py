@@ -41,6 +41,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="vote as if members were trained without class-balance weights "
         "(fewer, surer positives: precision up, recall down)",
     )
+    ap.add_argument(
+        "--companion",
+        metavar="PATH",
+        help="a spectral companion (cnn_family.spectral; its .json or the folder holding it) "
+        "votes as one more member per category; not with --live",
+    )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
     live = ap.add_argument_group("live loop")
@@ -71,6 +77,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.live:
+        if args.companion:
+            raise ValueError("--companion: not available with --live yet; leave one out")
         from evaluation.cli import DEFAULT_FAMILY
         from instrument_bridge.live import live_main
 
@@ -99,6 +107,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         tta=args.tta,
         undo_class_weights=args.undo_class_weights,
+        companion=args.companion,
     )
     return 0
 

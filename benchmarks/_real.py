@@ -38,3 +38,17 @@ def load_labelled(path: str | Path):
     real = load_frames(path)
     real = real.subset(real.labelled)
     return real, real.labels("gt0.5")
+
+
+def split_sessions(sessions, seed: int):
+    """Boolean mask of half A of the real sessions (seeded); half B is the rest.
+
+    Used where something is tuned on real frames (half A) and must be scored on frames it never
+    saw (half B): the GAN extras, the spectral companion's choices.
+    """
+    import numpy as np
+
+    names = np.unique(sessions)
+    rng = np.random.default_rng(seed)
+    rng.shuffle(names)
+    return np.isin(sessions, names[: len(names) // 2])

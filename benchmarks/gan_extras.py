@@ -32,17 +32,14 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
+from _real import (  # noqa: E402
+    add_data_argument,
+    load_labelled,
+    real_data_missing,
+    split_sessions,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
-
-
-def split_sessions(sessions: np.ndarray, seed: int) -> np.ndarray:
-    """Boolean mask of half A of the sessions (seeded)."""
-    names = np.unique(sessions)
-    rng = np.random.default_rng(seed)
-    rng.shuffle(names)
-    return np.isin(sessions, names[: len(names) // 2])
 
 
 def score(family_dir: Path, real, y) -> dict:

@@ -344,18 +344,30 @@ class Family:
         batch_size: int | None = None,
         tta: bool = False,
         undo_class_weights: bool = False,
+        companion=None,
     ) -> Vote:
         """The majority vote (and soft vote, agreement) on frames x.
 
         ``tta`` as in :meth:`predict_members` (each member votes its flip-averaged
         probability). ``undo_class_weights``: see :meth:`undo_class_weights`; fewer, surer
-        positives (precision up, recall down).
+        positives (precision up, recall down). ``companion``: a
+        :class:`cnn_family.spectral.SpectralCompanion` that votes as one more member in each
+        category (its probability is the last of ``member_probs``; the hard vote is then a
+        strict majority of K + 1).
 
         >>> fam.vote(frames, tta=True, undo_class_weights=True).hard  # doctest: +SKIP
         """
         probs = self.predict_members(x, batch_size=batch_size, tta=tta)
         if undo_class_weights:
             probs = self.undo_class_weights(probs)
+        if companion is not None:
+            if tuple(companion.categories) != tuple(self.categories):
+                raise FamilyFormatError(
+                    f"companion: expected the family's categories {list(self.categories)}, "
+                    f"got {list(companion.categories)}"
+                )
+            extra = companion.predict(x).astype(np.float32)[:, :, None]
+            probs = np.concatenate([probs, extra], axis=2)
         return Vote.from_member_probs(probs, self.categories, y_true)
 
     def undo_class_weights(self, probs: np.ndarray) -> np.ndarray:

@@ -23,14 +23,24 @@ def run_evaluate_guess(
     seed: int = 0,
     tta: bool = False,
     undo_class_weights: bool = False,
+    companion: str | Path | None = None,
 ) -> dict:
     """Load the family; evaluate on labelled ``data`` (or guess, or vote on simulated frames).
+
+    ``companion``: a spectral companion's file or folder (:mod:`cnn_family.spectral`), voting
+    as one more member per category.
 
     >>> run_evaluate_guess(data="test.h5", report="report.json")  # doctest: +SKIP
     """
     from cnn_family import Family
 
     fam = Family.load(family_dir)
+    comp = None
+    if companion is not None:
+        from cnn_family.spectral import SpectralCompanion
+
+        comp = SpectralCompanion.load(companion)
+        print(f"with a spectral companion ({companion}) as one more member per category")
     out_dir = Path(out_dir)
     if data is None:
         from training.run import simulated_frames
@@ -51,6 +61,7 @@ def run_evaluate_guess(
             plots_dir=out_dir,
             tta=tta,
             undo_class_weights=undo_class_weights,
+            companion=comp,
         )
         print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
         print(
@@ -71,6 +82,7 @@ def run_evaluate_guess(
         plots_dir=out_dir,
         tta=tta,
         undo_class_weights=undo_class_weights,
+        companion=comp,
         y_true=y_sim,
         truth_name="simulator",
     )

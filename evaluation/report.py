@@ -152,11 +152,12 @@ def evaluate_family(
     label_rule: str | None = None,
     tta: bool = False,
     undo_class_weights: bool = False,
+    companion=None,
 ) -> dict:
     """Vote on the labelled frames, compute every metric, write JSON/Markdown/PNGs if asked.
 
     Unlabelled frames are skipped (their count is reported as ``n_skipped_unlabelled``).
-    ``tta`` and ``undo_class_weights`` as in :meth:`cnn_family.Family.vote`.
+    ``tta``, ``undo_class_weights`` and ``companion`` as in :meth:`cnn_family.Family.vote`.
     """
     from evaluation import plots
 
@@ -171,10 +172,13 @@ def evaluate_family(
 
     cols = [CATEGORIES.index(c) for c in cats]
     y = y[:, cols]
-    vote = family.vote(sub.images, y, tta=tta, undo_class_weights=undo_class_weights)
+    vote = family.vote(
+        sub.images, y, tta=tta, undo_class_weights=undo_class_weights, companion=companion
+    )
     m = evaluate(vote.hard, vote.soft, y, cats, agreement=vote.agreement)
     m["tta"] = bool(tta)
     m["undo_class_weights"] = bool(undo_class_weights)
+    m["spectral_companion"] = companion is not None
     m["n_skipped_unlabelled"] = int((~mask).sum())
     m["label_rule"] = rule
     m["majority_class_exact_match"] = majority_class_baseline(y)
@@ -209,6 +213,7 @@ def guess_labels(
     plots_dir=None,
     tta: bool = False,
     undo_class_weights: bool = False,
+    companion=None,
     y_true: np.ndarray | None = None,
     truth_name: str = "crowd",
 ) -> dict:
@@ -219,7 +224,9 @@ def guess_labels(
     """
     from evaluation import plots
 
-    vote = family.vote(frames.images, tta=tta, undo_class_weights=undo_class_weights)
+    vote = family.vote(
+        frames.images, tta=tta, undo_class_weights=undo_class_weights, companion=companion
+    )
     cats = list(family.categories)
     rows = []
     for i, name in enumerate(frames.names):

@@ -1,0 +1,127 @@
+"""The spectral companion: features that follow the frame, a JSON model, a fourth voter."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+
+from cnn_family.spectral import (
+    FILE_NAME,
+    N_FEATURES,
+    CompanionFormatError,
+    SpectralCompanion,
+    fit_companion,
+    main,
+    spectral_features,
+)
+from training.data import CATEGORIES
+
+
+@pytest.fixture(scope="module")
+def companion(sim_frames):
+    return fit_companion(sim_frames.images, sim_frames.labels())
+
+
+def _stripes(period: float, *, across: bool = False) -> np.ndarray:
+    x = 127 + 100 * np.sin(2 * np.pi * np.arange(128) / period)
+    frame = np.tile(x, (128, 1))
+    return (frame.T if across else frame).astype(np.uint8)[None]
+
+
+def test_features_are_finite_deterministic_and_follow_the_lattice(sim_frames):
+    f = spectral_features(sim_frames.images[:7])
+    assert f.shape == (7, N_FEATURES) and np.isfinite(f).all()
+    np.testing.assert_array_equal(f, spectral_features(sim_frames.images[:7]))
+    # the power sits in the ring of the stripes' frequency: 8 cycles in ring 4, 16 in ring 10
+    assert np.argmax(spectral_features(_stripes(16))[0, 0:75:3]) == 4
+    assert np.argmax(spectral_features(_stripes(8))[0, 0:75:3]) == 10
+    # a blank frame (an aborted scan) gives finite numbers, not NaN
+    assert np.isfinite(spectral_features(np.zeros((1, 128, 128), np.uint8))).all()
+
+
+def test_a_tip_change_shows_as_a_line_jump():
+    calm = _stripes(16)
+    jump = calm.copy()
+    jump[0, 64:] = 255 - jump[0, 64:]  # the lattice flips at line 64, as a new tip draws it
+    line_max = N_FEATURES - 10  # largest jump between neighbouring lines over the median
+    assert spectral_features(jump)[0, line_max] > spectral_features(calm)[0, line_max] + 1
+
+
+def test_bad_frames_say_what_was_expected():
+    with pytest.raises(ValueError, match=r"expected 128x128 frames, got \(64, 64\)"):
+        spectral_features(np.zeros((2, 64, 64), np.uint8))
+    with pytest.raises(ValueError, match=r"labels: expected \(N, 6\)"):
+        fit_companion(np.zeros((4, 128, 128), np.uint8), np.zeros((4, 5)))
+    with pytest.raises(ValueError, match="'Asymmetries' needs positive and negative frames"):
+        fit_companion(np.zeros((4, 128, 128), np.uint8), np.zeros((4, 6)))
+
+
+def test_companion_learns_on_simulated_frames_and_round_trips_as_json(
+    tmp_path, companion, sim_frames
+):
+    from sklearn.metrics import roc_auc_score
+
+    p = companion.predict(sim_frames.images)
+    assert p.shape == (len(sim_frames), 6) and ((p > 0) & (p < 1)).all()
+    y = sim_frames.labels()
+    fitted = [roc_auc_score(y[:, j], p[:, j]) for j in range(6) if 0 < y[:, j].sum() < len(y)]
+    assert np.mean(fitted) > 0.8  # on its own training frames
+
+    path = companion.save(tmp_path)
+    assert path.name == FILE_NAME
+    doc = json.loads(path.read_text())  # plain JSON: coefficients, no pickle
+    assert doc["kind"] == "spectral_companion" and doc["frames"] == len(sim_frames)
+    back = SpectralCompanion.load(tmp_path)
+    np.testing.assert_allclose(back.predict(sim_frames.images), p, rtol=1e-12)
+    assert back.categories == tuple(CATEGORIES)
+
+
+def test_loading_something_else_is_refused(tmp_path, companion):
+    with pytest.raises(FileNotFoundError, match=r"cnn_family\.spectral fit"):
+        SpectralCompanion.load(tmp_path / "nothing")
+    path = companion.save(tmp_path)
+    doc = json.loads(path.read_text())
+    path.write_text(json.dumps({**doc, "feature_version": 0}))
+    with pytest.raises(CompanionFormatError, match="expected feature_version 1, got 0"):
+        SpectralCompanion.load(path)
+    path.write_text(json.dumps({**doc, "coef": doc["coef"][:3]}))
+    with pytest.raises(CompanionFormatError, match=r"expected coef \(6, 85\)"):
+        SpectralCompanion.load(path)
+
+
+def test_the_companion_votes_as_one_more_member(tiny_family, companion, sim_frames):
+    from cnn_family import FamilyFormatError
+
+    x = sim_frames.images[:9]
+    plain = tiny_family.vote(x)
+    both = tiny_family.vote(x, companion=companion)
+    assert both.member_probs.shape == (9, 6, 4)
+    np.testing.assert_allclose(both.member_probs[:, :, :3], plain.member_probs)
+    np.testing.assert_allclose(both.member_probs[:, :, 3], companion.predict(x), rtol=1e-6)
+    np.testing.assert_allclose(both.soft, both.member_probs.mean(axis=2), rtol=1e-6)
+    # hard: a strict majority of the four (three of them)
+    np.testing.assert_array_equal(both.hard, (both.member_probs >= 0.5).sum(axis=2) >= 3)
+
+    other = SpectralCompanion(
+        ("Rows",), companion.mean, companion.scale, companion.coef[:1], companion.intercept[:1]
+    )
+    with pytest.raises(FamilyFormatError, match="expected the family's categories"):
+        tiny_family.vote(x, companion=other)
+
+
+def test_fit_and_use_it_from_the_command_line(tmp_path, tiny_family_dir, sim_frames, capsys):
+    import main_evaluate_guess
+    from training.data import save_frames
+
+    save_frames(sim_frames, tmp_path / "frames.h5")
+    assert main(["fit", str(tmp_path / "comp"), "--data", str(tmp_path / "frames.h5")]) == 0
+    assert "spectral companion (60 frames)" in capsys.readouterr().out
+    report = tmp_path / "report.json"
+    args = ["--family", str(tiny_family_dir), "--data", str(tmp_path / "frames.h5")]
+    args += ["--report", str(report), "--out-dir", str(tmp_path / "out")]
+    assert main_evaluate_guess.main([*args, "--companion", str(tmp_path / "comp")]) == 0
+    assert json.loads(report.read_text())["spectral_companion"] is True
+    assert main_evaluate_guess.main([*args, "--companion", str(tmp_path / "none")]) == 2
+    assert "expected spectral_companion.json" in capsys.readouterr().err
