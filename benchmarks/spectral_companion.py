@@ -117,9 +117,11 @@ def main(argv=None) -> int:
     pc = comp.predict(real.images)[:, :, None].astype(np.float32)
     ms_per_frame = 1e3 * (time.perf_counter() - t) / len(real)
 
-    dirs = [Path(d) for d in args.families] if args.families else [
-        ROOT / "runs" / "realism" / f for f in FAMILIES
-    ]
+    dirs = (
+        [Path(d) for d in args.families]
+        if args.families
+        else [ROOT / "runs" / "realism" / f for f in FAMILIES]
+    )
     dirs = [d for d in dirs if d.exists()]
     votes = {"companion": metrics(pc, y, halves)}
     pooled = {False: [], True: []}
