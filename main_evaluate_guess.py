@@ -45,7 +45,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--companion",
         metavar="PATH",
         help="a spectral companion (cnn_family.spectral; its .json or the folder holding it) "
-        "votes as one more member per category; not with --live",
+        "votes as one more member per category (also with --live)",
     )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
@@ -77,8 +77,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _run(args: argparse.Namespace) -> int:
     if args.live:
-        if args.companion:
-            raise ValueError("--companion: not available with --live yet; leave one out")
         from evaluation.cli import DEFAULT_FAMILY
         from instrument_bridge.live import live_main
 
@@ -93,6 +91,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             tta=args.tta,
             undo_class_weights=args.undo_class_weights,
+            companion=args.companion,
         )
 
     from evaluation.cli import DEFAULT_FAMILY, run_evaluate_guess

@@ -71,15 +71,19 @@ def run_live(
     plot: bool = True,
     tta: bool = False,
     undo_class_weights: bool = False,
+    companion: str | Path | None = None,
 ) -> LoopSummary:
     """Run the loop end to end and return its summary (also written to ``summary.json``).
 
-    ``tta``/``undo_class_weights``: how the family votes (:meth:`cnn_family.Family.vote`).
+    ``tta``/``undo_class_weights``/``companion``: how the family votes
+    (:meth:`cnn_family.Family.vote`; ``companion`` a spectral companion's path).
     """
     if voter is None:
         if family is None:
             raise ValueError("run_live: expected a family folder or a voter, got neither")
-        voter = family_voter(family, tta=tta, undo_class_weights=undo_class_weights)
+        voter = family_voter(
+            family, tta=tta, undo_class_weights=undo_class_weights, companion=companion
+        )
     log_dir = Path(log_dir)
     with contextlib.ExitStack() as stack:
         inst = make_instrument(instrument, seed=seed, stack=stack)
@@ -111,6 +115,7 @@ def live_main(
     seed: int = 0,
     tta: bool = False,
     undo_class_weights: bool = False,
+    companion: str | Path | None = None,
 ) -> int:
     """The ``--live`` command: run the loop, print the summary and where the log is."""
     import dataclasses
@@ -134,6 +139,7 @@ def live_main(
         policy=cfg,
         tta=tta,
         undo_class_weights=undo_class_weights,
+        companion=companion,
     )
     print(s.describe())
     print(f"session log: {log_dir}/records.jsonl, frames.h5; timeline: {log_dir}/timeline.png")

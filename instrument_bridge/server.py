@@ -45,22 +45,29 @@ log = logging.getLogger("instrument_bridge.server")
 Voter = Callable[[np.ndarray], tuple[np.ndarray, np.ndarray, np.ndarray]]
 
 
-def family_voter(family, *, tta: bool = False, undo_class_weights: bool = False) -> Voter:
+def family_voter(
+    family, *, tta: bool = False, undo_class_weights: bool = False, companion=None
+) -> Voter:
     """A voter from a :class:`cnn_family.Family` (or the path of one): one fused call per batch.
 
-    ``tta`` and ``undo_class_weights`` as in :meth:`cnn_family.Family.vote`.
+    ``tta``, ``undo_class_weights`` and ``companion`` (a spectral companion or its path) as
+    in :meth:`cnn_family.Family.vote`.
     """
     if isinstance(family, str | Path):
         from cnn_family import Family
 
         family = Family.load(family)
+    if isinstance(companion, str | Path):
+        from cnn_family.spectral import SpectralCompanion
+
+        companion = SpectralCompanion.load(companion)
     if undo_class_weights:
         family.undo_class_weights(
             np.full((1, len(family.categories), family.k), 0.5)
         )  # fail at start, not at the first scan
 
     def vote(frames: np.ndarray):
-        v = family.vote(frames, tta=tta, undo_class_weights=undo_class_weights)
+        v = family.vote(frames, tta=tta, undo_class_weights=undo_class_weights, companion=companion)
         return v.soft, v.hard, v.agreement
 
     return vote

@@ -125,3 +125,10 @@ def test_fit_and_use_it_from_the_command_line(tmp_path, tiny_family_dir, sim_fra
     assert json.loads(report.read_text())["spectral_companion"] is True
     assert main_evaluate_guess.main([*args, "--companion", str(tmp_path / "none")]) == 2
     assert "expected spectral_companion.json" in capsys.readouterr().err
+
+    # the live loop: the bridge server votes with it too
+    log = tmp_path / "live"
+    live = ["--live", "sim", "--scans", "3", "--family", str(tiny_family_dir)]
+    live += ["--companion", str(tmp_path / "comp"), "--log-dir", str(log)]
+    assert main_evaluate_guess.main(live) == 0
+    assert json.loads((log / "summary.json").read_text())["server"]["verdicts"] == 3
