@@ -64,7 +64,7 @@ def plot(res: dict, out: Path) -> Path:
     from training.data import CATEGORIES
 
     rows = [(k, v["all"]) for k, v in res["votes"].items() if "tta" in k or k == "companion"]
-    fig, ax = plt.subplots(figsize=(10, 4.2))
+    fig, ax = plt.subplots(figsize=(12.5, 4.2))
     width = 0.8 / len(rows)
     x = np.arange(len(CATEGORIES) + 1)
     for i, (name, m) in enumerate(rows):
@@ -75,7 +75,7 @@ def plot(res: dict, out: Path) -> Path:
     ax.set_ylim(0.5, 0.95)
     ax.set_ylabel("ROC-AUC on all real labelled frames")
     ax.set_title("sim-only families, with and without the spectral companion (no real frame seen)")
-    ax.legend(fontsize=7, ncol=2, loc="lower left")
+    ax.legend(fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5))
     fig.tight_layout()
     out.parent.mkdir(parents=True, exist_ok=True)
     fig.savefig(out, dpi=110)
