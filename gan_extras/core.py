@@ -228,8 +228,8 @@ def run_steps(
     it updates). ``step_fn(rng, step)`` draws its batch from ``rng`` and returns its losses.
     ``config`` gives ``steps``, ``lr``, ``seed`` and ``checkpoint_every``. ``stop_at`` ends
     this call early, checkpointed, at that step; a later call goes on exactly as if it had
-    never stopped (the learning-rate schedule follows ``steps``, not ``stop_at``). The
-    history's ``_step`` holds the step reached.
+    never stopped (the learning-rate schedule follows ``steps``, not ``stop_at``);
+    :func:`checkpoint_step` tells where it stopped.
     """
     steps, lr, seed = config.steps, config.lr, config.seed
     checkpoint_every = config.checkpoint_every
@@ -265,7 +265,6 @@ def run_steps(
     bar.close()
     history["_seconds_this_run"] = [time.perf_counter() - t0]
     history["_steps_this_run"] = [done]
-    history["_step"] = [step]
     return history
 
 
@@ -274,11 +273,6 @@ def check_stop_at(stop_at: int) -> int:
     if isinstance(stop_at, bool) or not isinstance(stop_at, int | np.integer) or stop_at < 1:
         raise ValueError(f"stop_at: expected a step count >= 1, got {stop_at!r}")
     return int(stop_at)
-
-
-def stopped_early(history: dict, config) -> bool:
-    """Whether :func:`run_steps` ended before ``config.steps`` (``stop_at``): no generator yet."""
-    return history["_step"][0] < config.steps
 
 
 def checkpoint_step(out_dir: str | Path) -> int:

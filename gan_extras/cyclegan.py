@@ -233,8 +233,8 @@ def train_cyclegan(
         desc="CycleGAN",
         stop_at=stop_at,
     )
-    if core.stopped_early(history, cfg):
-        return out_dir  # checkpointed; the generator is written when the run completes
+    if core.checkpoint_step(out_dir) < cfg.steps:  # stopped early (stop_at)
+        return out_dir  # the generator is written when the run completes
     core.save_generator(
         g_sr,
         out_dir,
