@@ -10,6 +10,13 @@ without flip TTA, and beside all of them pooled. Reported: mean and per-category
 precision, exact match, on all real frames and on each half of the real sessions. The
 companion's regularisation and the way it joins the vote were chosen looking at half A only, so
 half B is the untouched figure. Also ``spectral_companion.png``.
+
+``--fold-family`` adds a family trained on real frames by the accuracy benchmark on one fold
+(``accuracy.py --engine fused --only-folds K --skip-2018 --runs R``, then ``R/fold<K>``): scored
+on that fold's held-out sessions alone, beside the simulated-frame companion, and beside one
+fitted on the fold's own training frames (``real_trained_fold``)::
+
+    python benchmarks/spectral_companion.py --fold-family runs/acc_fold0/fold0 --fold 0
 """
 
 from __future__ import annotations
@@ -91,6 +98,8 @@ def main(argv=None) -> int:
     ap.add_argument("--sim", type=int, default=20000, help="simulated frames to fit on")
     ap.add_argument("--sim-seed", type=int, default=11, help="simulator seed of those frames")
     ap.add_argument("--families", nargs="*", default=None, help="sim-only family folders")
+    ap.add_argument("--fold-family", help="a real-trained family of one accuracy.py fold")
+    ap.add_argument("--fold", type=int, default=0, help="which fold (of 5, seed 0) it is")
     ap.add_argument("--out", default=str(RESULTS / "spectral_companion.json"))
     args = ap.parse_args(argv)
     if real_data_missing(args.data):
@@ -143,6 +152,26 @@ def main(argv=None) -> int:
             both = np.concatenate([pm, np.repeat(pc, len(dirs), axis=2)], axis=2)
             votes[f"{tag} + companion"] = metrics(both, y, halves)
 
+    if args.fold_family:
+        from training.splits import session_kfold
+
+        tr, te = list(session_kfold(real.sessions, n_splits=5, seed=0))[args.fold]
+        held = {"held_out": np.isin(np.arange(len(y)), te)}
+        fam = Family.load(args.fold_family)
+        own = fit_companion(real.images[tr], y[tr]).predict(real.images)[:, :, None]
+        fold_votes = {"companion (simulated frames)": metrics(pc, y, held)}
+        fold_votes["companion (the fold's training frames)"] = metrics(own, y, held)
+        for tta in (False, True):
+            pm = fam.predict_members(real.images, tta=tta)
+            tag = "family" + (" tta" if tta else "")
+            fold_votes[tag] = metrics(pm, y, held)
+            for name, extra in (("simulated", pc), ("fold's training frames", own)):
+                both = np.concatenate([pm, extra.astype(np.float32)], axis=2)
+                fold_votes[f"{tag} + companion ({name})"] = metrics(both, y, held)
+        real_fold = {"family": args.fold_family, "fold": args.fold, "votes": fold_votes}
+        for name, m in fold_votes.items():
+            print(f"fold {args.fold + 1} {name:>48}: {m['held_out']['macro_roc_auc']:.3f}")
+
     res = {
         "what": "sim-only families on all real labelled frames, with and without a spectral "
         "companion fitted on simulated frames only",
@@ -156,6 +185,7 @@ def main(argv=None) -> int:
         "families": [str(d) for d in dirs],
         "real_frames": {k: int(v.sum()) for k, v in halves.items()},
         "votes": votes,
+        **({"real_trained_fold": real_fold} if args.fold_family else {}),
         "versions": versions(),
         "seconds": round(time.perf_counter() - t0, 1),
     }
