@@ -41,11 +41,18 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="vote as if members were trained without class-balance weights "
         "(fewer, surer positives: precision up, recall down)",
     )
-    ap.add_argument(
+    comp = ap.add_mutually_exclusive_group()
+    comp.add_argument(
         "--companion",
         metavar="PATH",
-        help="a spectral companion (cnn_family.spectral; its .json or the folder holding it) "
-        "votes as one more member per category (also with --live)",
+        help="vote with this spectral companion (cnn_family.spectral; its .json or the folder "
+        "holding it) as one more member per category, instead of the family's own (also with "
+        "--live)",
+    )
+    comp.add_argument(
+        "--no-companion",
+        action="store_true",
+        help="the members alone: leave out the family's own spectral companion",
     )
     ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
     ap.add_argument("--seed", type=int, default=0)
@@ -91,7 +98,7 @@ def _run(args: argparse.Namespace) -> int:
             seed=args.seed,
             tta=args.tta,
             undo_class_weights=args.undo_class_weights,
-            companion=args.companion,
+            companion=False if args.no_companion else args.companion,
         )
 
     from evaluation.cli import DEFAULT_FAMILY, run_evaluate_guess
@@ -106,7 +113,7 @@ def _run(args: argparse.Namespace) -> int:
         seed=args.seed,
         tta=args.tta,
         undo_class_weights=args.undo_class_weights,
-        companion=args.companion,
+        companion=False if args.no_companion else args.companion,
     )
     return 0
 

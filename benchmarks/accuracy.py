@@ -56,7 +56,7 @@ ANCHORS = {
 def _vote_on(fam_dir: Path, frames, y):
     from cnn_family import Family
 
-    return Family.load(fam_dir).vote(frames.images, y)
+    return Family.load(fam_dir).vote(frames.images, y, companion=False)
 
 
 def _record_prior(fam_dir: Path, train, cfg) -> None:
@@ -163,6 +163,9 @@ def run(args) -> dict:
     # The same families voting other ways (inference only): with flip TTA, with the class
     # weights undone (Family.undo_class_weights), and both.
     variants = {v: np.zeros_like(oof) for v in ("flip_tta", "undo_class_weights", "both")}
+    # Each fold family's spectral companion (fitted on the fold's training frames) on the
+    # held-out frames; NaN where a fold's family has none.
+    companion = np.full(oof.shape[:2], np.nan, np.float32)
     folds = []
     only = None if args.only_folds is None else {int(v) for v in args.only_folds.split(",")}
     held = np.zeros(len(frames), bool)
@@ -171,7 +174,8 @@ def run(args) -> dict:
     oof_path = Path(args.oof) if args.oof else runs / "oof.npz"
     key = json.dumps(
         {
-            "config": cfg.to_dict(),
+            # the companion is fitted after the members and changes none of their votes
+            "config": {k: v for k, v in cfg.to_dict().items() if k != "companion"},
             "folds": args.folds,
             "add_sim": args.add_sim,
             "sim_preset": args.sim_preset,
@@ -188,6 +192,8 @@ def run(args) -> dict:
             oof[:], held[:] = z["oof"], z["held"]
             for name in variants:
                 variants[name][:] = z[name]
+            if "companion" in z.files:
+                companion[:] = z["companion"]
             folds = json.loads(str(z["folds"]))
             done = {int(f["fold"]) for f in folds}
             print(f"   folds {sorted(done)} read from {oof_path}", flush=True)
@@ -229,8 +235,10 @@ def run(args) -> dict:
         _record_prior(d, train_k, cfg)
         test = frames.subset(te)
         fam = Family.load(d)
-        v = fam.vote(test.images, y[te])
+        v = fam.vote(test.images, y[te], companion=False)
         oof[te] = v.member_probs
+        if fam.companion is not None:
+            companion[te] = fam.companion.predict(test.images)
         tta = fam.predict_members(test.images, tta=True)
         variants["flip_tta"][te] = tta
         variants["undo_class_weights"][te] = fam.undo_class_weights(v.member_probs)
@@ -241,7 +249,14 @@ def run(args) -> dict:
         fm["fold"] = k
         fm["seconds"] = round(time.time() - t_fold, 1)
         folds.append(fm)
-        _save_oof(oof_path, key=key, oof=oof, held=held, variants=variants, folds=folds)
+        _save_oof(
+            oof_path,
+            key=key,
+            oof=oof,
+            held=held,
+            variants={**variants, "companion": companion},
+            folds=folds,
+        )
         print(
             f"   exact {fm['exact_match']:.3f}  mean AUC {fm['macro_roc_auc']:.3f}  "
             f"mean precision {fm['mean_precision']:.3f}  ({fm['seconds']:.0f} s)",
@@ -255,6 +270,12 @@ def run(args) -> dict:
     for name, probs in variants.items():
         vv = Vote.from_member_probs(probs[held], CATEGORIES, y[held])
         pooled_variants[name] = evaluate(vv.hard, vv.soft, y[held], CATEGORIES)
+    if np.isfinite(companion[held]).all():
+        # the companion as a fourth member per category (Family.vote's default)
+        for name, probs in (("companion", oof), ("flip_tta + companion", variants["flip_tta"])):
+            both = np.concatenate([probs, companion[:, :, None]], axis=2)[held]
+            vv = Vote.from_member_probs(both, CATEGORIES, y[held])
+            pooled_variants[name] = evaluate(vv.hard, vv.soft, y[held], CATEGORIES)
 
     def spread(key):
         vals = [f[key] for f in folds]
@@ -326,7 +347,13 @@ def plots(r: dict, vote, y: np.ndarray, stem: Path) -> None:
     ep.plot_confusion(vote.hard, y, cats, f"{stem}_confusion.png")
     cv = r["session_grouped_cv"]
     ways = {"2018 vote": cv["pooled"]}
-    names = {"flip_tta": "flip TTA", "undo_class_weights": "weights undone", "both": "both"}
+    names = {
+        "flip_tta": "flip TTA",
+        "undo_class_weights": "weights undone",
+        "both": "both",
+        "companion": "+ companion",
+        "flip_tta + companion": "flip TTA + companion",
+    }
     ways.update({names.get(k, k): v for k, v in cv.get("pooled_other_votes", {}).items()})
     fig, axes = plt.subplots(1, 2, figsize=(11, 3.6), sharey=True)
     x = np.arange(len(cats))
@@ -365,6 +392,8 @@ def table(r: dict) -> str:
         "flip_tta": "same families, flip TTA (`--tta`)",
         "undo_class_weights": "same families, class weights undone (`--undo-class-weights`)",
         "both": "same families, both",
+        "companion": "same families + their spectral companion (the default vote)",
+        "flip_tta + companion": "same families + companion, flip TTA",
     }
     for name, t in r["session_grouped_cv"].get("pooled_other_votes", {}).items():
         rows.append(

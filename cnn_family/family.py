@@ -86,7 +86,9 @@ class Family:
 
     ``members`` maps each category to its K binary members (keras models, 1 sigmoid output).
     A family loaded from an exported file (:meth:`export`) holds only the fused graph:
-    ``members`` is then empty and ``categories``/``k`` come from the file.
+    ``members`` is then empty and ``categories``/``k`` come from the file. ``companion``: the
+    family's spectral companion (:mod:`cnn_family.spectral`) when it has one; it votes beside
+    the members by default (see :meth:`vote`).
     """
 
     def __init__(
@@ -98,6 +100,7 @@ class Family:
         fused=None,
         categories: Sequence[str] | None = None,
         k: int | None = None,
+        companion=None,
     ):
         if members:
             ks = {len(v) for v in members.values()}
@@ -118,6 +121,9 @@ class Family:
             raise FamilyFormatError("a family needs at least one category with members")
         self.manifest = manifest or {}
         self.path = path
+        self.companion = companion
+        if companion is not None:
+            _check_companion(companion, self.categories)
         self._fused = fused
         self._fused_kind = "exported" if fused is not None else None
         self._fn = None
@@ -158,7 +164,7 @@ class Family:
             if not f.exists():
                 raise FamilyFormatError(f"{path}: member file missing: {m['file']}")
             members[m["category"]].append(keras.models.load_model(f, compile=False))
-        return cls(members, manifest=manifest, path=path)
+        return cls(members, manifest=manifest, path=path, companion=_companion_in(path))
 
     @classmethod
     def load_exported(cls, path: str | Path) -> Family:
@@ -168,11 +174,17 @@ class Family:
         import keras
 
         from cnn_family import stacked  # noqa: F401  (registers GroupedPointwise)
+        from cnn_family.spectral import FILE_NAME, SpectralCompanion
 
         path = Path(path)
+        companion = None
         try:
             with zipfile.ZipFile(path) as z:
                 manifest = json.loads(z.read(EXPORT_ENTRY))
+                if FILE_NAME in z.namelist():
+                    companion = SpectralCompanion.from_json(
+                        json.loads(z.read(FILE_NAME)), where=f"{path}:{FILE_NAME}"
+                    )
         except (zipfile.BadZipFile, KeyError) as e:
             raise FamilyFormatError(
                 f"{path}: expected a family exported by Family.export (a .keras zip holding "
@@ -185,6 +197,8 @@ class Family:
             k=manifest["members_per_category"],
             manifest=manifest,
             path=path,
+            # Files exported before companions rode inside them sit in their family's folder.
+            companion=companion or _companion_in(path.parent),
         )
 
     # -- the fused graph ----------------------------------------------------------------------
@@ -353,19 +367,26 @@ class Family:
         positives (precision up, recall down). ``companion``: a
         :class:`cnn_family.spectral.SpectralCompanion` that votes as one more member in each
         category (its probability is the last of ``member_probs``; the hard vote is then a
-        strict majority of K + 1).
+        strict majority of K + 1, i.e. 3 of 4). ``None`` (the default) uses the family's own
+        companion when it has one (:attr:`companion`, fitted on its training frames: measured
+        better on every fold, ``benchmarks/companion_folds.py``); ``False``: the members alone.
 
         >>> fam.vote(frames, tta=True, undo_class_weights=True).hard  # doctest: +SKIP
+        >>> fam.vote(frames, companion=False).member_probs.shape      # doctest: +SKIP
+        (N, 6, 3)
         """
+        if companion is None:
+            companion = self.companion
+        elif companion is True:
+            raise ValueError(
+                "companion: expected None (the family's own), False or a SpectralCompanion, "
+                "got True"
+            )
         probs = self.predict_members(x, batch_size=batch_size, tta=tta)
         if undo_class_weights:
             probs = self.undo_class_weights(probs)
-        if companion is not None:
-            if tuple(companion.categories) != tuple(self.categories):
-                raise FamilyFormatError(
-                    f"companion: expected the family's categories {list(self.categories)}, "
-                    f"got {list(companion.categories)}"
-                )
+        if companion is not None and companion is not False:
+            _check_companion(companion, self.categories)
             extra = companion.predict(x).astype(np.float32)[:, :, None]
             probs = np.concatenate([probs, extra], axis=2)
         return Vote.from_member_probs(probs, self.categories, y_true)
@@ -411,6 +432,8 @@ class Family:
         path = Path(path)
         if path.suffix != ".keras":
             raise ValueError(f"export: expected a path ending in .keras, got {path.name!r}")
+        from cnn_family.spectral import FILE_NAME
+
         manifest = dict(self.manifest)
         manifest.update(
             categories=list(self.categories), members_per_category=self.k, fused=self.fused_kind
@@ -421,6 +444,8 @@ class Family:
             # Keras reads only its own entries from the zip; the manifest rides along.
             with zipfile.ZipFile(tmp, "a") as z:
                 z.writestr(EXPORT_ENTRY, json.dumps(manifest, indent=2, default=str))
+                if self.companion is not None:
+                    z.writestr(FILE_NAME, json.dumps(self.companion.to_json()))
             os.replace(tmp, path)
         finally:
             tmp.unlink(missing_ok=True)
@@ -428,11 +453,31 @@ class Family:
 
     def __repr__(self) -> str:
         where = f" from {self.path}" if self.path else ""
-        return f"Family({len(self.categories)} categories x {self.k} members{where})"
+        extra = " + spectral companion" if self.companion is not None else ""
+        return f"Family({len(self.categories)} categories x {self.k} members{extra}{where})"
+
+
+def _check_companion(companion, categories) -> None:
+    if tuple(getattr(companion, "categories", ())) != tuple(categories):
+        raise FamilyFormatError(
+            f"companion: expected a SpectralCompanion for the family's categories "
+            f"{list(categories)}, got {getattr(companion, 'categories', type(companion).__name__)}"
+        )
+
+
+def _companion_in(folder: Path):
+    """The spectral companion saved in ``folder``, or None when there is none."""
+    from cnn_family.spectral import FILE_NAME, SpectralCompanion
+
+    f = Path(folder) / FILE_NAME
+    return SpectralCompanion.load(f) if f.exists() else None
 
 
 def majority_polling(family_dict, x_test, y_test=None) -> Vote:
     """The 2018 vote: round each member at 0.5, 2 of 3 per category make a positive.
+
+    The members alone: a family's spectral companion does not vote here (use
+    :meth:`Family.vote` for the vote with it).
 
     ``family_dict`` is a :class:`Family` (one fused forward pass) or a mapping
     ``{category: [model, model, model]}`` of keras models (one ``predict`` per member, the 2018
@@ -443,7 +488,7 @@ def majority_polling(family_dict, x_test, y_test=None) -> Vote:
     0.61
     """
     if isinstance(family_dict, Family):
-        return family_dict.vote(x_test, y_test)
+        return family_dict.vote(x_test, y_test, companion=False)
     if not isinstance(family_dict, Mapping) or not family_dict:
         raise TypeError(
             f"family_dict: expected a Family or {{category: [models]}}, got {type(family_dict).__name__}"

@@ -23,24 +23,26 @@ def run_evaluate_guess(
     seed: int = 0,
     tta: bool = False,
     undo_class_weights: bool = False,
-    companion: str | Path | None = None,
+    companion: str | Path | bool | None = None,
 ) -> dict:
     """Load the family; evaluate on labelled ``data`` (or guess, or vote on simulated frames).
 
     ``companion``: a spectral companion's file or folder (:mod:`cnn_family.spectral`), voting
-    as one more member per category.
+    as one more member per category; None: the family's own, if it has one; False: none.
 
     >>> run_evaluate_guess(data="test.h5", report="report.json")  # doctest: +SKIP
     """
     from cnn_family import Family
 
     fam = Family.load(family_dir)
-    comp = None
-    if companion is not None:
+    comp = companion if companion is None or companion is False else None
+    if comp is None and companion is not None:
         from cnn_family.spectral import SpectralCompanion
 
         comp = SpectralCompanion.load(companion)
         print(f"with a spectral companion ({companion}) as one more member per category")
+    elif comp is None and fam.companion is not None:
+        print("with the family's spectral companion as one more member per category")
     out_dir = Path(out_dir)
     if data is None:
         from training.run import simulated_frames

@@ -178,7 +178,7 @@ def evaluate_family(
     m = evaluate(vote.hard, vote.soft, y, cats, agreement=vote.agreement)
     m["tta"] = bool(tta)
     m["undo_class_weights"] = bool(undo_class_weights)
-    m["spectral_companion"] = companion is not None
+    m["spectral_companion"] = vote.member_probs.shape[2] > family.k
     m["n_skipped_unlabelled"] = int((~mask).sum())
     m["label_rule"] = rule
     m["majority_class_exact_match"] = majority_class_baseline(y)

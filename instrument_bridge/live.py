@@ -71,12 +71,13 @@ def run_live(
     plot: bool = True,
     tta: bool = False,
     undo_class_weights: bool = False,
-    companion: str | Path | None = None,
+    companion: str | Path | bool | None = None,
 ) -> LoopSummary:
     """Run the loop end to end and return its summary (also written to ``summary.json``).
 
     ``tta``/``undo_class_weights``/``companion``: how the family votes
-    (:meth:`cnn_family.Family.vote`; ``companion`` a spectral companion's path).
+    (:meth:`cnn_family.Family.vote`; ``companion`` a spectral companion's path, None for the
+    family's own, False for the members alone).
     """
     if voter is None:
         if family is None:
@@ -115,7 +116,7 @@ def live_main(
     seed: int = 0,
     tta: bool = False,
     undo_class_weights: bool = False,
-    companion: str | Path | None = None,
+    companion: str | Path | bool | None = None,
 ) -> int:
     """The ``--live`` command: run the loop, print the summary and where the log is."""
     import dataclasses

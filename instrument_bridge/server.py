@@ -50,8 +50,8 @@ def family_voter(
 ) -> Voter:
     """A voter from a :class:`cnn_family.Family` (or the path of one): one fused call per batch.
 
-    ``tta``, ``undo_class_weights`` and ``companion`` (a spectral companion or its path) as
-    in :meth:`cnn_family.Family.vote`.
+    ``tta``, ``undo_class_weights`` and ``companion`` (a spectral companion or its path; None:
+    the family's own; False: the members alone) as in :meth:`cnn_family.Family.vote`.
     """
     if isinstance(family, str | Path):
         from cnn_family import Family

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 
 import numpy as np
@@ -28,6 +29,38 @@ def _stripes(period: float, *, across: bool = False) -> np.ndarray:
     x = 127 + 100 * np.sin(2 * np.pi * np.arange(128) / period)
     frame = np.tile(x, (128, 1))
     return (frame.T if across else frame).astype(np.uint8)[None]
+
+
+def _ring_features_directly(frame: np.ndarray) -> np.ndarray:
+    """The 75 per-ring features the slow, obvious way: full-plane FFT, one mask per cell."""
+    f = frame.astype(np.float64) / 255.0
+    f -= f.mean()
+    fn = f / (f.std() + 1e-6)
+    w = np.outer(np.hanning(128), np.hanning(128))
+    p = np.abs(np.fft.fft2(fn * w)) ** 2
+    k = np.fft.fftfreq(128) * 128
+    ky, kx = np.meshgrid(k, k, indexing="ij")
+    kr, ang = np.hypot(kx, ky), np.arctan2(ky, kx) % np.pi
+    sector = np.minimum((ang / np.pi * 12).astype(int), 11)
+    edges = np.arange(1.0, 40.0, 1.5)
+    out = []
+    for lo, hi in itertools.pairwise(edges):
+        ring = (kr >= lo) & (kr < hi)
+        mean = p[ring].mean() + 1e-12
+        cells = [p[ring & (sector == s)].mean() for s in range(12) if (ring & (sector == s)).any()]
+        out += [
+            np.log(mean / (p.sum() + 1e-12) + 1e-12),
+            np.log(max(cells) / (np.mean(cells) + 1e-12) + 1e-12),
+            np.log(p[ring].max() / mean + 1e-12),
+        ]
+    return np.array(out)
+
+
+def test_the_fast_ring_statistics_equal_the_direct_ones(sim_frames):
+    x = sim_frames.images[:4]
+    fast = spectral_features(x)[:, :75]
+    direct = np.stack([_ring_features_directly(frame) for frame in x])
+    np.testing.assert_allclose(fast, direct, rtol=1e-9, atol=1e-9)
 
 
 def test_features_are_finite_deterministic_and_follow_the_lattice(sim_frames):
@@ -95,7 +128,8 @@ def test_the_companion_votes_as_one_more_member(tiny_family, companion, sim_fram
     from cnn_family import FamilyFormatError
 
     x = sim_frames.images[:9]
-    plain = tiny_family.vote(x)
+    plain = tiny_family.vote(x, companion=False)
+    assert plain.member_probs.shape == (9, 6, 3)
     both = tiny_family.vote(x, companion=companion)
     assert both.member_probs.shape == (9, 6, 4)
     np.testing.assert_allclose(both.member_probs[:, :, :3], plain.member_probs)
@@ -107,8 +141,66 @@ def test_the_companion_votes_as_one_more_member(tiny_family, companion, sim_fram
     other = SpectralCompanion(
         ("Rows",), companion.mean, companion.scale, companion.coef[:1], companion.intercept[:1]
     )
-    with pytest.raises(FamilyFormatError, match="expected the family's categories"):
+    with pytest.raises(FamilyFormatError, match="expected a SpectralCompanion for the family's"):
         tiny_family.vote(x, companion=other)
+
+
+def test_a_trained_family_has_its_own_companion_and_votes_with_it(tiny_family, sim_frames):
+    from cnn_family import majority_polling
+    from cnn_family.spectral import FILE_NAME, fit_companion
+
+    x = sim_frames.images[:9]
+    # fitted by train_family on the family's training frames, loaded with the family
+    assert (tiny_family.path / FILE_NAME).exists()
+    assert tiny_family.manifest["companion"] == {"file": FILE_NAME, "frames": 60}
+    assert "spectral companion" in repr(tiny_family)
+    own = fit_companion(sim_frames.images, sim_frames.labels())
+    np.testing.assert_allclose(tiny_family.companion.coef, own.coef, rtol=1e-6)
+    v = tiny_family.vote(x)
+    assert v.member_probs.shape == (9, 6, 4)
+    np.testing.assert_allclose(v.member_probs[:, :, 3], own.predict(x), rtol=1e-5)
+    # the 2018 vote stays the members' alone
+    assert majority_polling(tiny_family, x).member_probs.shape == (9, 6, 3)
+    with pytest.raises(ValueError, match="expected None"):
+        tiny_family.vote(x, companion=True)
+
+
+def test_an_exported_family_carries_its_companion(tiny_family, sim_frames, tmp_path):
+    from cnn_family import Family
+
+    x = sim_frames.images[:5]
+    (tmp_path / "one").mkdir()
+    back = Family.load(tiny_family.export(tmp_path / "one" / "fam.keras"))
+    assert back.companion is not None
+    np.testing.assert_allclose(back.vote(x).soft, tiny_family.vote(x).soft, rtol=1e-4, atol=1e-5)
+    # a file exported without one picks up the companion in its own folder
+    bare = Family(fused=back.fused, categories=back.categories, k=back.k, manifest={})
+    alone = bare.export(tmp_path / "alone.keras")
+    assert Family.load(alone).companion is None
+    tiny_family.companion.save(tmp_path)
+    assert Family.load(alone).companion is not None
+
+
+def test_training_without_a_companion_or_with_one_sided_labels(tmp_path, sim_frames, capsys):
+    from conftest import TINY
+
+    from cnn_family.spectral import FILE_NAME
+    from training.config import TrainConfig
+    from training.trainer import train_family
+
+    cfg = TrainConfig(**{**TINY, "companion": False, "categories": ("Rows",)})
+    d = train_family(sim_frames.subset(range(20)), cfg, tmp_path / "off", verbose=0)
+    assert not (d / FILE_NAME).exists()
+    assert "companion" not in json.loads((d / "manifest.json").read_text())
+
+    few = sim_frames.subset(np.flatnonzero(sim_frames.labels()[:, 3] == 0)[:12])
+    cfg = TrainConfig(**{**TINY, "categories": ("Rows",)})
+    d = train_family(few, cfg, tmp_path / "one_sided", verbose=0)
+    assert not (d / FILE_NAME).exists()
+    assert "no spectral companion: no positive or no negative frames in ['Rows']" in (
+        capsys.readouterr().out
+    )
+    assert "one-sided" in json.loads((d / "manifest.json").read_text())["companion"]["why"]
 
 
 def test_fit_and_use_it_from_the_command_line(tmp_path, tiny_family_dir, sim_frames, capsys):
@@ -125,6 +217,12 @@ def test_fit_and_use_it_from_the_command_line(tmp_path, tiny_family_dir, sim_fra
     assert json.loads(report.read_text())["spectral_companion"] is True
     assert main_evaluate_guess.main([*args, "--companion", str(tmp_path / "none")]) == 2
     assert "expected spectral_companion.json" in capsys.readouterr().err
+    # the family's own companion by default; --no-companion leaves it out
+    assert main_evaluate_guess.main(args) == 0
+    assert "with the family's spectral companion" in capsys.readouterr().out
+    assert json.loads(report.read_text())["spectral_companion"] is True
+    assert main_evaluate_guess.main([*args, "--no-companion"]) == 0
+    assert json.loads(report.read_text())["spectral_companion"] is False
 
     # the live loop: the bridge server votes with it too
     log = tmp_path / "live"

@@ -39,6 +39,10 @@ class TrainConfig:
     # A trained family (folder) whose members start this one's (matched by name): e.g. members
     # trained on simulated frames, fine-tuned here on real ones. None: fresh weights.
     init_from: str | None = None
+    # Fit a spectral companion (cnn_family.spectral) on the training frames once the members
+    # are done; it votes beside them by default (measured better on every fold of the real
+    # frames, benchmarks/companion_folds.py). False: the members alone.
+    companion: bool = True
     seed: int = 0
 
     def __post_init__(self) -> None:

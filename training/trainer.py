@@ -676,6 +676,31 @@ def _precise_bn_for_kept(job: _Job, all_members, pending, old_manifest: dict, ma
         manifest["batchnorm"] = MARKER.format(n=min(2048, len(job.train)))
 
 
+def _fit_companion(train: FrameSet, config: TrainConfig, out: Path, *, refit: bool) -> dict:
+    """Fit and save the family's spectral companion on its training frames; say what was done.
+
+    A resumed run whose members were all done already keeps the companion it has. Frames with
+    no positive (or no negative) in some category cannot teach it: the family then votes alone.
+    """
+    from cnn_family.spectral import FILE_NAME, fit_companion
+
+    if (out / FILE_NAME).exists() and not refit:
+        return {"file": FILE_NAME, "frames": len(train)}
+    y = train.labels(config.label_rule)[:, [CATEGORIES.index(c) for c in config.categories]]
+    one_sided = [c for j, c in enumerate(config.categories) if len(np.unique(y[:, j])) < 2]
+    if one_sided:
+        (out / FILE_NAME).unlink(missing_ok=True)
+        print(f"no spectral companion: no positive or no negative frames in {one_sided}")
+        return {"file": None, "why": f"one-sided categories {one_sided}"}
+    t = time.time()
+    comp = fit_companion(
+        train.images, y, categories=config.categories, about={"frames": len(train)}
+    )
+    comp.save(out)
+    print(f"spectral companion fitted on {len(train)} frames ({time.time() - t:.0f} s)")
+    return {"file": FILE_NAME, "frames": len(train)}
+
+
 def train_family(
     frames: FrameSet,
     config: TrainConfig,
@@ -855,6 +880,15 @@ def train_family(
             flush=True,
         )
         return out
+    if config.companion:
+        manifest["companion"] = _fit_companion(train, config, out, refit=bool(pending))
+        if manifest["companion"]["file"]:
+            k = config.members_per_category
+            manifest["vote"] = (
+                "each member's probability rounded at 0.5; the spectral companion votes as one "
+                f"more member: more than {(k + 1) // 2} of {k + 1} per category (the members "
+                f"alone: more than {k // 2} of {k})"
+            )
     manifest["status"] = "complete"
     manifest.pop("shard", None)
 
