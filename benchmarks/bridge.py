@@ -228,6 +228,9 @@ def main(argv=None) -> int:
     ap.add_argument("--after-good", type=int, default=20)
     ap.add_argument("--voter", choices=["family", "truth", "both"], default="both")
     ap.add_argument("--quick", action="store_true", help="tiny numbers, for a smoke run")
+    ap.add_argument(
+        "--no-companion", action="store_true", help="the members alone (no spectral companion)"
+    )
     args = ap.parse_args(argv)
     if args.quick:
         args.latency_scans, args.throughput_scans, args.soak, args.episodes = 20, 64, 200, 3
@@ -236,6 +239,8 @@ def main(argv=None) -> int:
     from instrument_bridge.server import family_voter
 
     fam = Family.load(args.family)
+    if args.no_companion:
+        fam.companion = None
     voter = family_voter(fam)
     scans = _scans(64)
     res: dict = {
@@ -243,6 +248,7 @@ def main(argv=None) -> int:
         "family": str(Path(args.family).relative_to(ROOT))
         if args.family.startswith(str(ROOT))
         else args.family,
+        "spectral_companion": fam.companion is not None,
     }
     print("== latency (one scan at a time, loopback)", flush=True)
     lat = latency(voter, scans, args.latency_scans)

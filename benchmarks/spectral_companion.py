@@ -6,7 +6,9 @@ The companion (six logistic regressions on 85 spectral, line and grey-level feat
 on 20,000 simulated frames; no real frame is seen. It then votes on all real labelled frames
 alone, and as one more member per category beside each sim-only benchmark family that
 ``realism.py`` trained (``runs/realism/sim4000_w0.25_e8[_seed1]``; train them first), with and
-without flip TTA, and beside all of them pooled. Reported: mean and per-category ROC-AUC, mean
+without flip TTA, and beside all of them pooled. A family that has its own companion (fitted by
+``train_family`` on its simulated training frames: its default vote) is also scored with that
+one (``<family> + own companion``). Reported: mean and per-category ROC-AUC, mean
 precision, exact match, on all real frames and on each half of the real sessions. The
 companion's regularisation and the way it joins the vote were chosen looking at half A only, so
 half B is the untouched figure. Also ``spectral_companion.png``.
@@ -142,6 +144,12 @@ def main(argv=None) -> int:
             tag = d.name + (" tta" if tta else "")
             votes[tag] = metrics(pm, y, halves)
             votes[f"{tag} + companion"] = metrics(np.concatenate([pm, pc], axis=2), y, halves)
+            if fam.companion is not None:
+                # its own companion (train_family fits it on the family's 4,000 training frames):
+                # the family's default vote
+                own = fam.companion.predict(real.images)[:, :, None].astype(np.float32)
+                both = np.concatenate([pm, own], axis=2)
+                votes[f"{tag} + own companion"] = metrics(both, y, halves)
         print(f"{d.name}: done", flush=True)
     if len(dirs) > 1:
         for tta in (False, True):

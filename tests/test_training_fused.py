@@ -135,6 +135,10 @@ def test_two_shards_merge_into_the_one_run_family(frames, sequential_dir, tmp_pa
     }
     assert (merged / "config.json").read_text() == (sequential_dir / "config.json").read_text()
     _assert_same_members(sequential_dir, merged)
+    # the companion every shard fitted on the same frames comes along
+    assert (merged / "spectral_companion.json").read_text() == (
+        sequential_dir / "spectral_companion.json"
+    ).read_text()
 
     other = train_family(
         frames,

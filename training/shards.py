@@ -89,6 +89,12 @@ def merge_shards(shard_dirs: Sequence[str | Path], out_dir: str | Path) -> Path:
         sources[m["name"]] = str(src)
 
     shutil.copyfile(ref_dir / "config.json", out / "config.json")
+    # the spectral companion: every shard fitted the same one on the same frames
+    from cnn_family.spectral import FILE_NAME
+
+    if (ref_dir / FILE_NAME).exists():
+        shutil.copyfile(ref_dir / FILE_NAME, out / f"{FILE_NAME}.partial")
+        os.replace(out / f"{FILE_NAME}.partial", out / FILE_NAME)
     merged = {k: v for k, v in ref.items() if k not in _PER_RUN}
     merged["status"] = "complete"
     if any(not m.get("batchnorm", "").startswith("precise") for m in manifests):

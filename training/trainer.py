@@ -868,6 +868,16 @@ def train_family(
 
     if config.precise_bn:
         _precise_bn_for_kept(job, all_members, pending, old_manifest, manifest)
+    # Every shard fits the same companion (same frames, deterministic fit): a merge keeps one.
+    if config.companion:
+        manifest["companion"] = _fit_companion(train, config, out, refit=bool(pending))
+        if manifest["companion"]["file"]:
+            k = config.members_per_category
+            manifest["vote"] = (
+                "each member's probability rounded at 0.5; the spectral companion votes as one "
+                f"more member: more than {(k + 1) // 2} of {k + 1} per category (the members "
+                f"alone: more than {k // 2} of {k})"
+            )
     done = [(out / m["file"]).exists() for m in all_members]
     if not all(done):
         manifest["status"] = "partial"
@@ -880,15 +890,6 @@ def train_family(
             flush=True,
         )
         return out
-    if config.companion:
-        manifest["companion"] = _fit_companion(train, config, out, refit=bool(pending))
-        if manifest["companion"]["file"]:
-            k = config.members_per_category
-            manifest["vote"] = (
-                "each member's probability rounded at 0.5; the spectral companion votes as one "
-                f"more member: more than {(k + 1) // 2} of {k + 1} per category (the members "
-                f"alone: more than {k // 2} of {k})"
-            )
     manifest["status"] = "complete"
     manifest.pop("shard", None)
 
