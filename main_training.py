@@ -67,6 +67,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     ap.add_argument("--no-augment", action="store_true", help="no random flips")
     ap.add_argument(
+        "--no-companion",
+        action="store_true",
+        help="fit no spectral companion: the family votes with its members alone",
+    )
+    ap.add_argument(
         "--val-fraction", type=float, default=0.0, help="hold out this share of sessions"
     )
     ap.add_argument("--seed", type=int, default=0)
@@ -144,6 +149,7 @@ def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
         class_weight=args.class_weight,
         bootstrap=args.bootstrap,
         augment=not args.no_augment,
+        companion=not args.no_companion,
         val_fraction=args.val_fraction,
         seed=args.seed,
         init_from=args.init_from,

@@ -35,13 +35,13 @@ def run_evaluate_guess(
     from cnn_family import Family
 
     fam = Family.load(family_dir)
-    comp = companion if companion is None or companion is False else None
-    if comp is None and companion is not None:
+    comp = companion  # None: the family's own (Family.vote); False: none
+    if isinstance(companion, str | Path):
         from cnn_family.spectral import SpectralCompanion
 
         comp = SpectralCompanion.load(companion)
         print(f"with a spectral companion ({companion}) as one more member per category")
-    elif comp is None and fam.companion is not None:
+    elif companion is None and fam.companion is not None:
         print("with the family's spectral companion as one more member per category")
     out_dir = Path(out_dir)
     if data is None:

@@ -39,12 +39,13 @@ def test_main_training_on_simulated_frames(tmp_path, capsys):
     # Fine-tuning from that family: same shape flags, the members start from its weights.
     tiny = ["--synthetic-frames", "24", "--out-root", str(tmp_path), "--width", "0.125"]
     tiny += ["--max-filters", "16", "--epochs", "1", "--members", "1", "--quiet"]
-    rc = main_training.main(
-        [*tiny, "--name", "tuned", "--init-from", str(tmp_path / "sim"), "--learning-rate", "1e-4"]
-    )
+    tuned = ["--name", "tuned", "--init-from", str(tmp_path / "sim"), "--learning-rate", "1e-4"]
+    rc = main_training.main([*tiny, *tuned, "--no-companion"])
     assert rc == 0
     m = json.loads((tmp_path / "tuned" / "manifest.json").read_text())
     assert m["init_from"]["path"] == str(tmp_path / "sim")
+    assert m["training"]["companion"] is False and "companion" not in m
+    assert not (tmp_path / "tuned" / "spectral_companion.json").exists()
     assert m["training"]["learning_rate"] == 1e-4 and m["status"] == "complete"
 
 
@@ -94,7 +95,9 @@ def test_shipped_family_demo_runs(tmp_path, capsys):
     assert main_evaluate_guess.main(["--demo-frames", "4", "--out-dir", str(tmp_path)]) == 0
     assert (tmp_path / "guesses.png").stat().st_size > 1000
     # The demo knows the simulator's labels and says how often the vote matched them.
-    assert "all six labels as the simulator drew them" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "all six labels as the simulator drew them" in out
+    assert "with the family's spectral companion" in out
     # The shipped manifest carries its training prior, so both vote options work on it.
     rep = tmp_path / "v.json"
     args = ["--demo-frames", "4", "--out-dir", str(tmp_path), "--report", str(rep)]
@@ -119,6 +122,7 @@ def test_shipped_family_report_on_real_frames(tmp_path):
     r = json.loads(rep.read_text())
     assert r["n"] > 50 and r["n_skipped_unlabelled"] > 0
     assert 0.0 <= r["macro_roc_auc"] <= 1.0
+    assert r["spectral_companion"] is True  # the shipped family votes with its companion
 
 
 def test_main_evaluate_guess_live_on_the_simulated_microscope(tmp_path, capsys, tiny_family_dir):
