@@ -254,6 +254,17 @@ def main(argv=None) -> int:
     lat = latency(voter, scans, args.latency_scans)
     res["latency_ms"] = {"p50": lat["p50"], "p99": lat["p99"], "mean": lat["mean"]}
     res["inference_share"] = lat["inference_share"]
+    if fam.companion is not None:
+        # the companion's part of each vote (numpy features + six dot products, one frame)
+        one = [prepare_frame(z)[None] for z in scans[:16]]
+        fam.companion.predict(one[0])
+        t = []
+        for i in range(args.latency_scans):
+            t0 = time.perf_counter()
+            fam.companion.predict(one[i % len(one)])
+            t.append(time.perf_counter() - t0)
+        res["companion_ms_p50"] = float(np.percentile(np.array(t) * 1e3, 50))
+        print(f"   of which the spectral companion: {res['companion_ms_p50']:.1f} ms", flush=True)
     print(f"   {lat}", flush=True)
     print(f"== throughput (window {args.window})", flush=True)
     thr = pipelined(voter, scans, args.throughput_scans, args.window)
