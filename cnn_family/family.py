@@ -197,8 +197,7 @@ class Family:
             k=manifest["members_per_category"],
             manifest=manifest,
             path=path,
-            # Files exported before companions rode inside them sit in their family's folder.
-            companion=companion or _companion_in(path.parent),
+            companion=companion or _companion_beside(path, manifest),
         )
 
     # -- the fused graph ----------------------------------------------------------------------
@@ -463,6 +462,22 @@ def _check_companion(companion, categories) -> None:
             f"companion: expected a SpectralCompanion for the family's categories "
             f"{list(categories)}, got {getattr(companion, 'categories', type(companion).__name__)}"
         )
+
+
+def _companion_beside(path: Path, manifest: dict):
+    """The companion of the family folder an exported file sits in (files exported before
+    companions rode inside them), when that folder's family was trained on the same data."""
+    mf = path.parent / "manifest.json"
+    if not mf.exists():
+        return None
+    try:
+        folder_data = json.loads(mf.read_text()).get("data", {})
+    except json.JSONDecodeError:
+        return None
+    fingerprint = manifest.get("data", {}).get("fingerprint")
+    if fingerprint is None or folder_data.get("fingerprint") != fingerprint:
+        return None
+    return _companion_in(path.parent)
 
 
 def _companion_in(folder: Path):

@@ -173,12 +173,30 @@ def test_an_exported_family_carries_its_companion(tiny_family, sim_frames, tmp_p
     back = Family.load(tiny_family.export(tmp_path / "one" / "fam.keras"))
     assert back.companion is not None
     np.testing.assert_allclose(back.vote(x).soft, tiny_family.vote(x).soft, rtol=1e-4, atol=1e-5)
-    # a file exported without one picks up the companion in its own folder
-    bare = Family(fused=back.fused, categories=back.categories, k=back.k, manifest={})
+    # a file exported without one picks up the companion of the family folder it sits in,
+    # when that family was trained on the same data
+    bare = Family(
+        fused=back.fused, categories=back.categories, k=back.k, manifest=tiny_family.manifest
+    )
     alone = bare.export(tmp_path / "alone.keras")
     assert Family.load(alone).companion is None
     tiny_family.companion.save(tmp_path)
+    assert Family.load(alone).companion is None  # no family folder here
+    (tmp_path / "manifest.json").write_text(json.dumps(tiny_family.manifest))
     assert Family.load(alone).companion is not None
+    other = {**tiny_family.manifest, "data": {"fingerprint": "another"}}
+    (tmp_path / "manifest.json").write_text(json.dumps(other))
+    assert Family.load(alone).companion is None
+
+
+def test_the_shipped_family_votes_with_its_companion_from_either_form():
+    from conftest import ROOT
+
+    from cnn_family import Family
+
+    for path in (ROOT / "models" / "hsi_family", ROOT / "models" / "hsi_family" / "family.keras"):
+        comp = Family.load(path).companion
+        assert comp is not None and comp.about["frames"] == 3978
 
 
 def test_training_without_a_companion_or_with_one_sided_labels(tmp_path, sim_frames, capsys):
@@ -200,7 +218,7 @@ def test_training_without_a_companion_or_with_one_sided_labels(tmp_path, sim_fra
     assert "no spectral companion: no positive or no negative frames in ['Rows']" in (
         capsys.readouterr().out
     )
-    assert "one-sided" in json.loads((d / "manifest.json").read_text())["companion"]["why"]
+    assert "no positive" in json.loads((d / "manifest.json").read_text())["companion"]["why"]
 
 
 def test_fit_and_use_it_from_the_command_line(tmp_path, tiny_family_dir, sim_frames, capsys):

@@ -682,16 +682,21 @@ def _fit_companion(train: FrameSet, config: TrainConfig, out: Path, *, refit: bo
     A resumed run whose members were all done already keeps the companion it has. Frames with
     no positive (or no negative) in some category cannot teach it: the family then votes alone.
     """
-    from cnn_family.spectral import FILE_NAME, fit_companion
+    from cnn_family.spectral import FILE_NAME, SIZE, fit_companion
 
     if (out / FILE_NAME).exists() and not refit:
         return {"file": FILE_NAME, "frames": len(train)}
     y = train.labels(config.label_rule)[:, [CATEGORIES.index(c) for c in config.categories]]
     one_sided = [c for j, c in enumerate(config.categories) if len(np.unique(y[:, j])) < 2]
-    if one_sided:
+    why = None
+    if train.images.shape[1:] != (SIZE, SIZE):
+        why = f"its features are defined on {SIZE}x{SIZE} frames, not {train.images.shape[1:]}"
+    elif one_sided:
+        why = f"no positive or no negative frames in {one_sided}"
+    if why:
         (out / FILE_NAME).unlink(missing_ok=True)
-        print(f"no spectral companion: no positive or no negative frames in {one_sided}")
-        return {"file": None, "why": f"one-sided categories {one_sided}"}
+        print(f"no spectral companion: {why}")
+        return {"file": None, "why": why}
     t = time.time()
     comp = fit_companion(
         train.images, y, categories=config.categories, about={"frames": len(train)}
