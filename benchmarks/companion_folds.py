@@ -12,11 +12,13 @@ with nothing retrained:
 
 Each is scored pooled over the five folds' held-out frames (as ``accuracy.py`` pools them) and
 fold by fold, with and without flip TTA. Default runs: the full-width GPU family
-(``benchmarks/results/accuracy_full_width_oof.npz``) and, when it has been run, the shipped
-recipe (width 0.25, started from a sim-only family)::
+(``benchmarks/results/accuracy_full_width_oof.npz``) and the shipped recipe (width 0.25,
+started from a sim-only family; ``accuracy_sim_init_rerun_oof.npz``, 75 CPU-minutes)::
 
     python benchmarks/accuracy.py --engine fused --skip-2018 \\
-        --init-from runs/realism/sim4000_w0.25_e8 --runs runs/acc_siminit --out /tmp/a.json
+        --init-from runs/realism/sim4000_w0.25_e8 --runs runs/acc_siminit \\
+        --out benchmarks/results/accuracy_sim_init_rerun.json \\
+        --oof benchmarks/results/accuracy_sim_init_rerun_oof.npz
 
 Other runs: ``--oof NAME=PATH`` (repeatable).
 """
@@ -40,7 +42,7 @@ from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_OOF = {
     "full width (30 epochs, GPU)": RESULTS / "accuracy_full_width_oof.npz",
-    "shipped recipe (w0.25, sim-first)": ROOT / "runs" / "acc_siminit" / "oof.npz",
+    "shipped recipe (w0.25, sim-first)": RESULTS / "accuracy_sim_init_rerun_oof.npz",
 }
 VARIANTS = {"oof": "family", "flip_tta": "family tta"}
 
@@ -83,6 +85,10 @@ def plot(res: dict, out: Path) -> Path:
     runs = res["runs"]
     fig, axes = plt.subplots(1, len(runs), figsize=(6.2 * len(runs), 4.0), squeeze=False)
     colours = {"alone": "0.6", "simulated": "tab:blue", "fold's training frames": "tab:orange"}
+    names = {
+        "simulated": "simulated frames",
+        "fold's training frames": "the fold's training frames",
+    }
     for ax, (name, run) in zip(axes[0], runs.items(), strict=True):
         folds = len(run["per_fold"])
         x = np.arange(folds + 1)
@@ -90,7 +96,8 @@ def plot(res: dict, out: Path) -> Path:
         for i, (comp, colour) in enumerate(colours.items()):
             key = "family tta" if comp == "alone" else f"family tta + companion ({comp})"
             vals = [f[key] for f in run["per_fold"]] + [run["pooled"][key]["macro_roc_auc"]]
-            ax.bar(x + (i - 1) * width, vals, width, color=colour, label=f"companion: {comp}")
+            label = "family alone" if comp == "alone" else f"+ companion fitted on {names[comp]}"
+            ax.bar(x + (i - 1) * width, vals, width, color=colour, label=label)
         ax.set_xticks(x, [f"fold {k + 1}" for k in range(folds)] + ["pooled"])
         ax.set_ylim(0.75, 0.95)
         ax.set_title(name, fontsize=10)
