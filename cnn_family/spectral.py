@@ -50,7 +50,7 @@ def _geometry():
 
     Each frequency inside the rings belongs to one (ring, sector) cell; ``order`` lists them
     cell by cell (cells ring by ring), so every statistic is one ``reduceat`` over a gathered
-    row instead of a (16384 x 288) matrix product (a third of the time a frame).
+    row instead of a (16384 x 288) matrix product.
     """
     k = np.fft.fftfreq(SIZE) * SIZE
     ky, kx = np.meshgrid(k, k, indexing="ij")
@@ -89,7 +89,7 @@ def _geometry():
 
 
 def spectral_features(images, *, batch_size: int = 256) -> np.ndarray:
-    """(N, 128, 128) frames -> (N, 85) float64 features; numpy only, 2-5 ms a frame on 2 cores.
+    """(N, 128, 128) frames -> (N, 85) float64 features; numpy only, under 1 ms a frame on 2 cores.
 
     Per ring of the windowed power spectrum of the standardised frame (25 rings, 1-38.5
     cycles): log share of the power, log anisotropy (strongest of 12 angular sectors over
@@ -148,13 +148,14 @@ def spectral_features(images, *, batch_size: int = 256) -> np.ndarray:
             np.log(along / across),
         ]
         qs = np.quantile(f.reshape(len(f), -1), _QUANTILES, axis=1)
+        fn2 = fn * fn
         iqr = qs[3] - qs[1] + 1e-6
         cols += [
             np.log(iqr),
             (qs[4] - qs[2]) / iqr,
             (qs[2] - qs[0]) / iqr,
-            (fn**3).mean(axis=(1, 2)),
-            (fn**4).mean(axis=(1, 2)),
+            (fn2 * fn).mean(axis=(1, 2)),  # products: ** 3 and ** 4 call pow, 10x slower
+            (fn2 * fn2).mean(axis=(1, 2)),
         ]
         out.append(np.column_stack(cols))
     if not out:
