@@ -11,9 +11,13 @@ with nothing retrained:
   only, so it never sees the held-out sessions it votes on.
 
 Each is scored pooled over the five folds' held-out frames (as ``accuracy.py`` pools them) and
-fold by fold, with and without flip TTA. Default runs: the full-width GPU family
-(``benchmarks/results/accuracy_full_width_oof.npz``) and the shipped recipe (width 0.25,
-started from a sim-only family; ``accuracy_sim_init_rerun_oof.npz``, 75 CPU-minutes)::
+fold by fold, with and without flip TTA. Default runs: the base configuration trained on real
+frames only (width 0.25, from scratch; ``accuracy_real_rerun_oof.npz``, about 90 CPU-minutes:
+``accuracy.py --engine fused --skip-2018 --runs runs/acc_real --out
+benchmarks/results/accuracy_real_rerun.json --oof benchmarks/results/accuracy_real_rerun_oof.npz``),
+the full-width GPU family (``benchmarks/results/accuracy_full_width_oof.npz``) and the shipped
+recipe (width 0.25, started from a sim-only family; ``accuracy_sim_init_rerun_oof.npz``, 75
+CPU-minutes)::
 
     python benchmarks/accuracy.py --engine fused --skip-2018 \\
         --init-from runs/realism/sim4000_w0.25_e8 --runs runs/acc_siminit \\
@@ -41,6 +45,7 @@ from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E
 
 RESULTS = ROOT / "benchmarks" / "results"
 DEFAULT_OOF = {
+    "real frames only (w0.25, from scratch)": RESULTS / "accuracy_real_rerun_oof.npz",
     "full width (30 epochs, GPU)": RESULTS / "accuracy_full_width_oof.npz",
     "shipped recipe (w0.25, sim-first)": RESULTS / "accuracy_sim_init_rerun_oof.npz",
 }
