@@ -100,6 +100,10 @@ class ScanParams:
     # x frame span: each line's own slow profile along the fast axis (tilt, bow, a partial
     # offset), independent from line to line; the per-line levelling removes only its mean.
     line_wobble: float = 0.0
+    # x frame span: noise of each line alone, smooth along it (a first-order low-pass at
+    # render.LINE_NOISE_CUTOFF) and independent from line to line, as z noise in scan time is:
+    # lines are far apart in time and each is levelled on its own.
+    line_noise: float = 0.0
     hum: float = 0.0
     hum_period: float = 97.0  # pixels of scan time
     hum_phase: float = 0.0

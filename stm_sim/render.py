@@ -242,6 +242,9 @@ def _frame_surface(fp: FrameParams, tips, rows_of_tip, gain: float = 1.0):
 # A first-order low-pass at 0.1 cycles/pixel brought the simulated spectra closest to the real
 # ones (mean RAPSD distance over the six categories 0.46 -> about 0.3; benchmarks/realism.py).
 BAND_CUTOFF = 0.1  # cycles per pixel
+# Real frames' power between lines (above 16 cycles per frame across them) falls along the lines
+# as a first-order low-pass at about 6 cycles per frame would (benchmarks/label_signatures.py).
+LINE_NOISE_CUTOFF = 0.047  # cycles per pixel
 
 _BANKS: dict[str, np.ndarray] = {}
 
@@ -250,10 +253,17 @@ def _noise_bank(kind: str) -> np.ndarray:
     """16 fixed 256x256 noise fields (unit variance) of spectrum ``kind``, made once per process.
 
     ``"pink"``: 1/f amplitude; ``"band"``: white through a first-order low-pass;
-    ``"pinkband"``: 1/f through the same low-pass; ``"line"``: the low-pass along lines only.
+    ``"pinkband"``: 1/f through the same low-pass; ``"line"``: the low-pass along lines only;
+    ``"linenoise"``: the same at ``LINE_NOISE_CUTOFF``.
     """
     if kind not in _BANKS:
-        seeds = {"pink": 20260101, "band": 20260102, "line": 20260103, "pinkband": 20260104}
+        seeds = {
+            "pink": 20260101,
+            "band": 20260102,
+            "line": 20260103,
+            "pinkband": 20260104,
+            "linenoise": 20260105,
+        }
         r = np.random.default_rng(seeds[kind])
         n = 256
         _BANKS[kind] = np.stack([_noise_field(r, (n, n), kind) for _ in range(16)])
@@ -270,6 +280,8 @@ def _noise_field(rng: np.random.Generator, shape, kind: str) -> np.ndarray:
         gain = 1.0 / f
         if kind == "pinkband":
             gain = gain / np.sqrt(1.0 + (f / BAND_CUTOFF) ** 2)
+    elif kind == "linenoise":
+        gain = np.broadcast_to(1.0 / np.sqrt(1.0 + (fx / LINE_NOISE_CUTOFF) ** 2), f.shape)
     elif kind == "line":
         # Correlated along the fast axis only: the feedback loop low-passes the signal in scan
         # time, and consecutive lines are far apart in time (real frames have more high-
@@ -385,6 +397,8 @@ def _scan_artefacts(
         img += np.outer(ca, np.sin(b).astype(np.float32))
     if sc.line_offsets:
         img += np.float32(sc.line_offsets * span) * rng.standard_normal((n_rows, 1), np.float32)
+    if sc.line_noise:
+        img += np.float32(sc.line_noise * span) * _noise(rng, img.shape, "linenoise")
     if sc.line_wobble:
         img += np.float32(sc.line_wobble * span0) * _wobble(rng, n_rows, n)
     for row, x0, length, amp in sc.glitches:

@@ -188,6 +188,19 @@ def test_measurement_noise_is_correlated_along_lines_not_across():
     assert along > 0.5 and abs(across) < 0.2
 
 
+def test_line_noise_is_each_lines_own_and_smooth_along_it():
+    quiet = ScanParams(white_noise=0.0, pink_noise=0.0)
+    noisy = ScanParams(white_noise=0.0, pink_noise=0.0, line_noise=0.5)
+    a, b = (
+        render(FrameParams(tip=TipParams(sigma=4.0), scan=sc), np.random.default_rng(0))
+        for sc in (quiet, noisy)
+    )
+    d = b.astype(float) - a.astype(float)
+    along = np.corrcoef(d[:, :-4].ravel(), d[:, 4:].ravel())[0, 1]  # 4 px apart on a line
+    across = np.corrcoef(d[:-1].ravel(), d[1:].ravel())[0, 1]  # neighbouring lines
+    assert along > 0.3 and abs(across) < 0.15
+
+
 def test_a_temporary_tip_change_makes_a_band():
     tc = TipChange(line=40, until=80, after=TipParams(sigma=3.5), streak=0.0, streak_lines=0)
     fp = _clean(0.5, rotation=90.0, tip_change=tc)
@@ -503,3 +516,28 @@ def test_crowd_preset_splits_votes_near_a_threshold_and_keeps_the_frames():
     hard = np.array([la for _, la, _ in a])
     assert scores.dtype == np.float32 and ((scores >= 0) & (scores <= 1)).all()
     assert ((scores > 0.5) == hard.astype(bool)).mean() > 0.9
+
+
+def test_label_signatures_show_each_rule_in_the_spectrum(monkeypatch):
+    """benchmarks/label_signatures.py on simulated frames: a tip change adds power at zero
+    fast-axis frequency (its offset is constant along the line), Bad/blurry takes power out of
+    the lattice frequencies, and two seeds of the generator agree on every signature."""
+    import importlib.util
+
+    from stm_sim.dataset import make_frameset
+
+    monkeypatch.syspath_prepend(str(ROOT / "benchmarks"))
+    spec = importlib.util.spec_from_file_location("ls", ROOT / "benchmarks" / "label_signatures.py")
+    ls = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(ls)
+    sigs = []
+    for seed in (0, 1):
+        fs = make_frameset(600, seed=seed)
+        sigs.append(ls.signatures(ls.log_spectra(fs.images), fs.labels("gt0.5")))
+    tip_change, bad = sigs[0][4], sigs[0][5]
+    assert tip_change[:, 31:34].mean() > tip_change[:, 40:].mean() + 0.2
+    ring = np.hypot(*np.mgrid[-32:32, -32:32])
+    assert bad[(ring > 6) & (ring < 14)].mean() < bad[ring > 24].mean() - 0.1
+    assert min(ls.agreement(sigs[0], sigs[1])) > 0.4  # Asymmetries: 60 frames a seed
+    with pytest.raises(ValueError, match="expected frames"):
+        ls.log_spectra(np.zeros((2, 32, 32)))
