@@ -54,6 +54,8 @@ _DEF = PRESETS["default"]
 # tip-change frames closer, yet none transfers better (proxy sim -> real mean ROC-AUC over 3 seeds,
 # default 0.752): toggles 0.739, flicker 0.750, clusters 0.730, all three 0.724
 # (benchmarks/results/transfer_proxy_steps.json, steps v12-v15). Kept to build on.
+# Session 26: "toggles" alone as a benchmark family, default vote seed 0 0.812, seed 1 0.796 (the
+# default 0.806 / 0.807): a tie (benchmarks/results/realism_toggles.json, _seed1.json).
 PRESETS["toggles"] = {**_DEF, "toggle_p": 0.5}
 PRESETS["flicker"] = {**_DEF, "flicker": (0.4, 0.4, 0.6, 2.0, 2.0)}
 PRESETS["clusters"] = {**_DEF, "clusters": (0.05, 0.08, 0.15, 0.5, 0.5)}
