@@ -85,7 +85,27 @@ def robust(images: np.ndarray) -> np.ndarray:
     return (z + 3) / 6 * 255.0
 
 
-INPUTS = {"raw": lambda x: np.asarray(x, np.float32), "equalize": equalize, "robust": robust}
+def highpass(images: np.ndarray, sigma: float = 8.0) -> np.ndarray:
+    """Per frame, the frame minus its Gaussian blur (``sigma`` px), min-max back to 0..255.
+
+    Takes out what lies below about 3 cycles per frame, where real and simulated frames differ
+    most and in ways the labels do not share (``label_signatures.py``), and keeps the rows
+    (about 5 cycles per frame).
+    """
+    from scipy.ndimage import gaussian_filter
+
+    x = np.asarray(images, np.float32)
+    hp = x - gaussian_filter(x, sigma=(0, sigma, sigma), mode="reflect")
+    lo, hi = hp.min(axis=(1, 2), keepdims=True), hp.max(axis=(1, 2), keepdims=True)
+    return (hp - lo) * (255.0 / np.maximum(hi - lo, 1e-6))
+
+
+INPUTS = {
+    "raw": lambda x: np.asarray(x, np.float32),
+    "equalize": equalize,
+    "robust": robust,
+    "highpass": highpass,
+}
 
 
 def _scored(y: np.ndarray, p: np.ndarray, t0: float) -> dict:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 from PIL import Image
 
+from stm_sim import level_lines
+
 
 class FrameError(ValueError):
     """A scan cannot be turned into a frame; the message says why."""
@@ -13,7 +15,8 @@ class FrameError(ValueError):
 def prepare_frame(z: np.ndarray, *, size: int = 128, min_lines: int = 8) -> np.ndarray:
     """Level a raw height map like the training pipeline and return a uint8 (size, size) frame.
 
-    Per-line mean subtraction, per-frame min-max to 0..255, BOX resize to ``size``. Lines that
+    Per-line levelling (each line's offset and slope, as in the real training frames, whose
+    lines hold no slope at all), per-frame min-max to 0..255, BOX resize to ``size``. Lines that
     are all NaN (a partial frame) are dropped first and the scanned part is stretched to a full
     frame, as the SPM-Toolbox export did; fewer than ``min_lines`` scanned lines is an error.
 
@@ -32,7 +35,9 @@ def prepare_frame(z: np.ndarray, *, size: int = 128, min_lines: int = 8) -> np.n
     if len(z) < min_lines:
         raise FrameError(f"scan: expected at least {min_lines} scanned lines, got {len(z)}")
     z = np.where(np.isnan(z), np.nanmean(z, axis=1, keepdims=True), z)
-    z = z - z.mean(axis=1, keepdims=True)
+    # Offset and slope, not the mean alone: a tilted sample leaves a ramp along every line,
+    # which would take the 8-bit range from the lattice (the family never saw such frames).
+    z = level_lines(z)
     lo, hi = z.min(), z.max()
     g = (
         np.zeros(z.shape, np.uint8)

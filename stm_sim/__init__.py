@@ -20,7 +20,7 @@ from stm_sim.params import (
     sample_rotation,
     sample_tip,
 )
-from stm_sim.render import export, render, render_height
+from stm_sim.render import export, level_lines, render, render_height
 
 __all__ = [
     "CATEGORIES",
@@ -32,6 +32,7 @@ __all__ = [
     "TipParams",
     "export",
     "labels_from_params",
+    "level_lines",
     "render",
     "render_height",
     "sample_frame_params",

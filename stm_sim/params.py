@@ -104,6 +104,10 @@ class ScanParams:
     # render.LINE_NOISE_CUTOFF) and independent from line to line, as z noise in scan time is:
     # lines are far apart in time and each is levelled on its own.
     line_noise: float = 0.0
+    # The export levels each line's slope too, not only its offset, as the real frames' export
+    # did (their lines hold no slope). Off by default: the benchmark family transferred worse
+    # with it (session 27, docs/simulator_calibration.md 27b).
+    level_slope: bool = False
     hum: float = 0.0
     hum_period: float = 97.0  # pixels of scan time
     hum_phase: float = 0.0

@@ -17,6 +17,14 @@ def test_levels_and_resizes():
     assert np.abs(f.astype(int) - f[0].astype(int)).max() <= 1  # the line offsets are gone
 
 
+def test_a_tilted_sample_keeps_the_lattice():
+    x = np.arange(256)
+    lattice = np.sin(2 * np.pi * x / 32)[None, :] * np.cos(2 * np.pi * x / 16)[:, None]
+    tilt = 0.2 * x[None, :] + 0.05 * x[:, None]  # 50 lattice heights across the frame
+    a, b = prepare_frame(lattice).astype(int), prepare_frame(lattice + tilt).astype(int)
+    assert np.abs(a - b).max() <= 1
+
+
 def test_partial_frame_is_stretched_and_too_little_is_refused(rng):
     z = rng.normal(size=(64, 64))
     z[40:] = np.nan

@@ -3,7 +3,7 @@ import sys
 
 import numpy as np
 import pytest
-from conftest import ROOT
+from conftest import HSI_H5, ROOT, needs_shared
 
 from stm_sim import TipChange, TipParams, labels_from_params, render, sample_frame_params
 from stm_sim.dataset import make_arrays
@@ -541,3 +541,33 @@ def test_label_signatures_show_each_rule_in_the_spectrum(monkeypatch):
     assert min(ls.agreement(sigs[0], sigs[1])) > 0.4  # Asymmetries: 60 frames a seed
     with pytest.raises(ValueError, match="expected frames"):
         ls.log_spectra(np.zeros((2, 32, 32)))
+
+
+def _line_slopes(frames: np.ndarray) -> np.ndarray:
+    """Per frame, the spread of its lines' least-squares slopes over a line, in frame std."""
+    x = frames.astype(float)
+    t = np.arange(x.shape[-1]) - (x.shape[-1] - 1) / 2
+    slope = (x * t).sum(-1) / (t**2).sum()
+    return slope.std(-1) * x.shape[-1] / x.std((-2, -1))
+
+
+def test_export_levels_each_lines_offset_and_with_level_slope_its_slope():
+    fp = sample_frame_params(np.random.default_rng(5), state="dimers")
+    fp.scan.creep, fp.scan.pink_noise = 3.0, 0.05  # lines that lean
+    leaning = render(fp, np.random.default_rng(5))
+    fp.scan.level_slope = True
+    level = render(fp, np.random.default_rng(5))
+    assert _line_slopes(leaning[None])[0] > 0.1 and _line_slopes(level[None])[0] < 0.02
+    for f in (leaning, level):
+        assert np.ptp(f.astype(float).mean(1)) < 1.0  # no line offsets either way
+
+
+@needs_shared
+def test_real_frames_have_lines_without_slope_like_the_lineflat_preset():
+    from training.data import load_frames
+
+    real = load_frames(HSI_H5).images[:500]
+    flat = make_arrays(100, seed=0, preset="lineflat")["images"]
+    default = make_arrays(100, seed=0)["images"]
+    assert np.median(_line_slopes(real)) < 0.02 and np.median(_line_slopes(flat)) < 0.02
+    assert np.median(_line_slopes(default)) > 0.1  # the default keeps them (calibration 27b)
