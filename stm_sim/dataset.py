@@ -120,6 +120,10 @@ PRESETS["linenoise"] = {**_DEF, "line_noise": (0.02, 0.1)}
 # fell most (members 0.71 -> 0.62). The live bridge levels slopes all the same
 # (instrument_bridge.prepare), as the frames the shipped family learnt from are levelled so.
 PRESETS["lineflat"] = {**_DEF, "level_slope": True}
+# Session 27: the 1/f noise x 0.3 under tips that resolve atoms or dimers (a sharp tip scans
+# quieter, or an operator keeps it only while it does). Signatures 0.404 against 0.394, Rows
+# 0.28 -> 0.43 (calibration 26f).
+PRESETS["quietsharp"] = {**_DEF, "pink_sharp": 0.3}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
     **_DEF,
@@ -341,6 +345,8 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
             fp.scan.feedback_lag = float(rng.uniform(*pr["lag"]))
         fp.scan.noise_lines = bool(pr["lines"])
         fp.scan.pink_noise *= float(pr["pink"])
+        if pr.get("pink_sharp") is not None and state in ("atoms", "dimers"):
+            fp.scan.pink_noise *= float(pr["pink_sharp"])
         fp.scan.pink_band = bool(pr.get("pink_band", False))
         if pr.get("postlag"):
             fp.scan.output_lag = float(rng.uniform(*pr["postlag"]))

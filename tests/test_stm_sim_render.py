@@ -571,3 +571,17 @@ def test_real_frames_have_lines_without_slope_like_the_lineflat_preset():
     default = make_arrays(100, seed=0)["images"]
     assert np.median(_line_slopes(real)) < 0.02 and np.median(_line_slopes(flat)) < 0.02
     assert np.median(_line_slopes(default)) > 0.1  # the default keeps them (calibration 27b)
+
+
+def test_quietsharp_quiets_the_1_over_f_noise_under_sharp_tips_only():
+    from stm_sim.dataset import simulate_session
+
+    a = list(simulate_session(200, np.random.default_rng(7)))
+    b = list(simulate_session(200, np.random.default_rng(7), preset="quietsharp"))
+    ratios = {}
+    for (_, _, fa), (_, _, fb) in zip(a, b, strict=True):
+        if fa.scan.pink_noise > 0:
+            ratios.setdefault(fa.tip.sigma < 1.3, []).append(
+                fb.scan.pink_noise / fa.scan.pink_noise
+            )
+    assert np.allclose(ratios[True], 0.3) and np.allclose(ratios[False], 1.0)
