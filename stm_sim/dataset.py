@@ -122,7 +122,8 @@ PRESETS["linenoise"] = {**_DEF, "line_noise": (0.02, 0.1)}
 PRESETS["lineflat"] = {**_DEF, "level_slope": True}
 # Session 27: the 1/f noise x 0.3 under tips that resolve atoms or dimers (a sharp tip scans
 # quieter, or an operator keeps it only while it does). Signatures 0.404 against 0.394, Rows
-# 0.28 -> 0.43 (calibration 26f).
+# 0.28 -> 0.43 (calibration 26f), but the benchmark family (seed 0) 0.798 against the default's
+# 0.806, Rows unchanged: not adopted (calibration 27e).
 PRESETS["quietsharp"] = {**_DEF, "pink_sharp": 0.3}
 PRESETS["wobble"] = {**_DEF, "wobble": (0.01, 0.05)}  # ScanParams.line_wobble, log-uniform
 PRESETS["dimerpitch"] = {
