@@ -14,6 +14,8 @@ thousand frames; the fitted model is a JSON file of coefficients (no pickle).
 >>> import numpy as np
 >>> spectral_features(np.zeros((2, 128, 128), np.uint8)).shape
 (2, 85)
+>>> FEATURE_NAMES[0], FEATURE_NAMES[75], len(FEATURE_NAMES)
+('share 1-2.5c', 'largest line jump', 85)
 >>> comp = fit_companion(frames, labels)                      # doctest: +SKIP
 >>> comp.save("models/my_family")                             # doctest: +SKIP
 >>> fam.vote(frames, companion=SpectralCompanion.load("models/my_family"))  # doctest: +SKIP
@@ -22,6 +24,7 @@ thousand frames; the fitted model is a JSON file of coefficients (no pickle).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 from collections.abc import Sequence
 from functools import lru_cache
@@ -38,6 +41,20 @@ _RING_EDGES = np.arange(1.0, 40.0, 1.5)  # 25 rings from 1 to 38.5 cycles per fr
 _SECTORS = 12  # over 180 degrees: a power spectrum of a real image is point-symmetric
 _QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
 N_FEATURES = 3 * (len(_RING_EDGES) - 1) + 5 + 5
+
+
+def _feature_names() -> tuple[str, ...]:
+    names = []
+    for lo, hi in itertools.pairwise(_RING_EDGES):
+        ring = f"{lo:g}-{hi:g}c"  # cycles per frame
+        names += [f"share {ring}", f"anisotropy {ring}", f"peakiness {ring}"]
+    names += ["largest line jump", "top-5 line jumps", "roughness along lines"]
+    names += ["roughness across lines", "roughness along/across"]
+    return (*names, "grey iqr", "upper tail", "lower tail", "skewness", "kurtosis")
+
+
+# What each column of spectral_features holds, for reading a companion's weights or a screen.
+FEATURE_NAMES = _feature_names()
 
 
 class CompanionFormatError(ValueError):
