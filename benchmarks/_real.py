@@ -52,3 +52,31 @@ def split_sessions(sessions, seed: int):
     rng = np.random.default_rng(seed)
     rng.shuffle(names)
     return np.isin(sessions, names[: len(names) // 2])
+
+
+# One letter per category, in CATEGORIES order, for frame titles in the benchmarks' pictures.
+CODES = "AIDRTB"
+
+
+def label_codes(labels) -> str:
+    """A frame's 0/1 labels as letters, ``.`` where absent.
+
+    >>> label_codes([0, 0, 1, 1, 0, 1])
+    '..DR.B'
+    """
+    return "".join(CODES[k] if v else "." for k, v in enumerate(labels))
+
+
+def pick_categories(names) -> list[str]:
+    """``--categories`` checked against the six (all six when none are given).
+
+    >>> pick_categories(["Rows"]), len(pick_categories(None))
+    (['Rows'], 6)
+    """
+    from training.data import CATEGORIES
+
+    wanted = list(names) if names else list(CATEGORIES)
+    unknown = [c for c in wanted if c not in CATEGORIES]
+    if unknown:
+        raise ValueError(f"--categories: expected names from {list(CATEGORIES)}, got {unknown}")
+    return wanted

@@ -26,10 +26,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
+from _real import (  # noqa: E402
+    add_data_argument,
+    label_codes,
+    load_labelled,
+    pick_categories,
+    real_data_missing,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
-CODES = "AIDRTB"  # one letter per category, in CATEGORIES order
 
 
 def rank_shift(soft_a: np.ndarray, soft_b: np.ndarray) -> np.ndarray:
@@ -92,10 +97,7 @@ def main(argv=None) -> int:
     from cnn_family.spectral import FEATURE_NAMES, spectral_features
     from training.data import CATEGORIES
 
-    wanted = args.categories or list(CATEGORIES)
-    unknown = [c for c in wanted if c not in CATEGORIES]
-    if unknown:
-        raise ValueError(f"--categories: expected names from {list(CATEGORIES)}, got {unknown}")
+    wanted = pick_categories(args.categories)
     real, y = load_labelled(args.data)
     comp = None if args.companion else False
     soft = [
@@ -135,7 +137,7 @@ def main(argv=None) -> int:
                 if j < len(picks):
                     i = picks[j]
                     ax.imshow(real.images[i], cmap="afmhot")
-                    labels = "".join(CODES[m] if y[i, m] else "." for m in range(len(CATEGORIES)))
+                    labels = label_codes(y[i])
                     ax.set_title(
                         f"{kind[0]} {soft[0][i, c]:.2f} / {soft[1][i, c]:.2f} {labels}", fontsize=8
                     )

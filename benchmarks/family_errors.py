@@ -23,10 +23,15 @@ import numpy as np
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
+from _real import (  # noqa: E402
+    add_data_argument,
+    label_codes,
+    load_labelled,
+    pick_categories,
+    real_data_missing,
+)
 
 RESULTS = ROOT / "benchmarks" / "results"
-CODES = "AIDRTB"  # one letter per category, in CATEGORIES order
 
 
 def surest_errors(
@@ -70,10 +75,7 @@ def main(argv=None) -> int:
     from cnn_family import Family
     from training.data import CATEGORIES
 
-    wanted = args.categories or list(CATEGORIES)
-    unknown = [c for c in wanted if c not in CATEGORIES]
-    if unknown:
-        raise ValueError(f"--categories: expected names from {list(CATEGORIES)}, got {unknown}")
+    wanted = pick_categories(args.categories)
     real, y = load_labelled(args.data)
     soft = np.mean([Family.load(f).vote(real.images).soft for f in args.families], axis=0)
     out = Path(args.out)
@@ -90,7 +92,7 @@ def main(argv=None) -> int:
                 if j < len(idx):
                     i = idx[j]
                     ax.imshow(real.images[i], cmap="afmhot")
-                    labels = "".join(CODES[k] if y[i, k] else "." for k in range(len(CATEGORIES)))
+                    labels = label_codes(y[i])
                     ax.set_title(f"{kind} {soft[i, c]:.2f} {labels}", fontsize=8)
         fig.suptitle(
             f"{name}: surest true positives, false negatives, false positives "
