@@ -40,7 +40,6 @@ SIZE = 128
 _RING_EDGES = np.arange(1.0, 40.0, 1.5)  # 25 rings from 1 to 38.5 cycles per frame
 _SECTORS = 12  # over 180 degrees: a power spectrum of a real image is point-symmetric
 _QUANTILES = (0.01, 0.25, 0.5, 0.75, 0.99)
-N_FEATURES = 3 * (len(_RING_EDGES) - 1) + 5 + 5
 
 
 def _feature_names() -> tuple[str, ...]:
@@ -55,6 +54,7 @@ def _feature_names() -> tuple[str, ...]:
 
 # What each column of spectral_features holds, for reading a companion's weights or a screen.
 FEATURE_NAMES = _feature_names()
+N_FEATURES = len(FEATURE_NAMES)
 
 
 class CompanionFormatError(ValueError):
