@@ -349,6 +349,19 @@ def test_the_step_8_options_change_what_they_say():
     default = list(simulate_session(40, np.random.default_rng(2)))
     assert all(fp.tip.profile == 2.0 and fp.surface.backbone is None for _, _, fp in default)
 
+    # "profiledimers": the profile varies only for apices 0.7-1.3 Å wide, before and after a change.
+    tips = [
+        t
+        for _, _, fp in simulate_session(
+            200, np.random.default_rng(3), size=32, preset="profiledimers"
+        )
+        for t in (fp.tip, fp.tip_change.after if fp.tip_change else None)
+        if t is not None
+    ]
+    inside = [t.profile for t in tips if 0.7 <= t.sigma < 1.3]
+    assert len(set(inside)) > 10 and all(1.0 <= p <= 2.0 for p in inside)
+    assert all(t.profile == 2.0 for t in tips if not 0.7 <= t.sigma < 1.3)
+
 
 def test_the_ghost_share_is_a_sampling_option():
     from stm_sim.params import sample_tip
