@@ -132,10 +132,10 @@ PRESETS["dimerpitch"] = {
     "along": (0.5, 1.6),  # SurfaceParams.lobe_along, uniform per frame
     "backbone": (0.05, 0.3),
 }
-# Session 29, not adopted: 8c's apex profile alone, for every tip ("profile") or only for apices
-# 0.7-1.3 Å wide, those labelled Dimers ("profiledimers", ``profile_sigma``). Benchmark family
-# (seed 0) 0.801 and 0.773 against 0.806: Tip change 0.77 -> 0.81 and 0.79, but where the profile
-# goes with a label, Asymmetries 0.80 -> 0.61 (calibration 29a-b).
+# Session 29, rejected: 8c's apex profile alone, for every tip ("profile") or only for apices
+# 0.7-1.3 Å wide, those labelled Dimers ("profiledimers", ``profile_sigma``). Benchmark families
+# 0.801 / 0.756 (seeds 0 / 1) and 0.773 (seed 0) against 0.806 / 0.807: Asymmetries fell in all
+# three, to 0.55 and 0.61 (calibration 29a-b).
 PRESETS["profile"] = {**_DEF, "profile": (1.0, 2.0)}
 PRESETS["profiledimers"] = {**_DEF, "profile": (1.0, 2.0), "profile_sigma": (0.7, 1.3)}
 # Session 16, rejected: the simulator randomised per session over the variants above that each
