@@ -103,6 +103,9 @@ PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
 # 0.28), P(Bad/blurry | Tip change) 0.65 -> 0.60 (real 0.56). Benchmark family (seed 0) 0.787,
 # inside the default's run-to-run range 0.781-0.794 (benchmarks/results/realism_tcminor.json).
 PRESETS["tcminor"] = {**_DEF, "minor_bad_lines": 32}
+# Session 29 (label rule only, images unchanged): mildly buckled dimers (buckling 0.3-0.47, a
+# third of the buckled frames) keep their Dimers label beside Asymmetries.
+PRESETS["asymdimers"] = {**_DEF, "asym_dimers": 0.47}
 # Session 16, rejected: the real frames the benchmark families get surest wrong include lattices
 # (labelled Dimers or Rows) squeezed into a few grey levels by one large bright adsorbate. One
 # such adsorbate in 12 % of frames: benchmark family (seed 0) 0.764, Asymmetries 0.77 -> 0.63
@@ -400,6 +403,7 @@ def simulate_session(n: int, rng: np.random.Generator, *, size: int = 128, prese
         rules = {
             "rows_paired": pr.get("rows_paired", 0.0),
             "minor_bad_lines": pr.get("minor_bad_lines"),
+            "asym_dimers": pr.get("asym_dimers", 0.0),
         }
         if crowd_rng is not None:
             volunteers, spread = pr["crowd"]

@@ -192,7 +192,11 @@ def _bad_tip(t: TipParams, ghosts_show: bool = True) -> bool:
 
 
 def labels_from_params(
-    fp: FrameParams, *, rows_paired: float = 0.0, minor_bad_lines: int | None = None
+    fp: FrameParams,
+    *,
+    rows_paired: float = 0.0,
+    minor_bad_lines: int | None = None,
+    asym_dimers: float = 0.0,
 ) -> np.ndarray:
     """The six 0/1 labels of a frame, by the rules in this module's docstring.
 
@@ -205,6 +209,10 @@ def labels_from_params(
     P(Dimers | Tip change) = 0.28 and P(Bad/blurry | Tip change) = 0.56; simulated 0.12 and 0.65
     without the rule, 0.24 and 0.60 with 32 lines). Not adopted: the benchmark family scored
     0.787, inside the default's run-to-run range (the "tcminor" preset of stm_sim.dataset).
+
+    ``asym_dimers`` (a rule measured in session 29, 0 = off): buckled dimers buckling less than
+    this, under an apex with no lopsided second apex, keep their Dimers label beside
+    Asymmetries (real P(Dimers | Asymmetries) = 0.18; simulated 0 without the rule).
 
     >>> fp = FrameParams(tip=TipParams(sigma=1.45))
     >>> labels_from_params(fp).tolist(), labels_from_params(fp, rows_paired=1.48).tolist()
@@ -221,7 +229,8 @@ def labels_from_params(
     if asym:
         # Volunteers name the asymmetry, not the lattice under it: in the real labels
         # P(Dimers | Asymmetries) is 0.18 and P(Individual atoms | Asymmetries) 0.05.
-        atoms = dimers = 0
+        mild = not lopsided and fp.surface.buckling < asym_dimers
+        atoms, dimers = 0, dimers if mild else 0
     change = int(fp.tip_change is not None)
     sc = fp.scan
     # A ghost copy of a bare periodic lattice is only another lattice: it shows where there is

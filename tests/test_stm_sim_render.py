@@ -458,6 +458,25 @@ def test_rows_paired_rule_is_opt_in_and_keeps_dimers_on_narrow_row_tips():
     assert all(not (la[2] and la[3]) for _, la, _ in a)
 
 
+def test_asym_dimers_rule_is_opt_in_and_keeps_dimers_only_under_mild_buckling():
+    import dataclasses
+
+    def buckled(b, second=0.0):
+        fp = _clean(1.0)
+        fp.surface = dataclasses.replace(fp.surface, buckling=b)
+        if second:
+            fp.tip = dataclasses.replace(
+                fp.tip, apex_offsets=((0.0, 0.0), (2.0, 0.0)), apex_weights=(1.0, second)
+            )
+        return fp
+
+    assert labels_from_params(buckled(0.35)).tolist() == [1, 0, 0, 0, 0, 0]
+    assert labels_from_params(buckled(0.35), asym_dimers=0.47).tolist() == [1, 0, 1, 0, 0, 0]
+    assert labels_from_params(buckled(0.6), asym_dimers=0.47).tolist() == [1, 0, 0, 0, 0, 0]
+    # A lopsided apex is an asymmetry of the tip, not of the dimers: no Dimers label.
+    assert labels_from_params(buckled(0.35, 0.2), asym_dimers=0.47).tolist() == [1, 0, 0, 0, 0, 0]
+
+
 def test_minor_bad_tip_rule_is_opt_in_and_keeps_what_the_main_tip_resolves():
     from stm_sim.dataset import simulate_session
 
