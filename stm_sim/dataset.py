@@ -103,8 +103,10 @@ PRESETS["rowspaired"] = {**_DEF, "rows_paired": 1.48}
 # 0.28), P(Bad/blurry | Tip change) 0.65 -> 0.60 (real 0.56). Benchmark family (seed 0) 0.787,
 # inside the default's run-to-run range 0.781-0.794 (benchmarks/results/realism_tcminor.json).
 PRESETS["tcminor"] = {**_DEF, "minor_bad_lines": 32}
-# Session 29 (label rule only, images unchanged): mildly buckled dimers (buckling 0.3-0.47, a
-# third of the buckled frames) keep their Dimers label beside Asymmetries.
+# Session 29, a tie, not adopted (label rule only, images unchanged): mildly buckled dimers
+# (buckling 0.3-0.47, a third of the buckled frames) keep their Dimers label beside Asymmetries,
+# as real P(Dimers | Asymmetries) = 0.18 (simulated 0 -> 0.15). Benchmark families 0.805 / 0.805
+# (seeds 0 / 1) against 0.806 / 0.807 (calibration 29e, benchmarks/results/realism_asymdimers.json).
 PRESETS["asymdimers"] = {**_DEF, "asym_dimers": 0.47}
 # Session 16, rejected: the real frames the benchmark families get surest wrong include lattices
 # (labelled Dimers or Rows) squeezed into a few grey levels by one large bright adsorbate. One

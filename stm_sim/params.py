@@ -212,7 +212,9 @@ def labels_from_params(
 
     ``asym_dimers`` (a rule measured in session 29, 0 = off): buckled dimers buckling less than
     this, under an apex with no lopsided second apex, keep their Dimers label beside
-    Asymmetries (real P(Dimers | Asymmetries) = 0.18; simulated 0 without the rule).
+    Asymmetries (real P(Dimers | Asymmetries) = 0.18; simulated 0 without the rule, 0.15 with
+    0.47). Not adopted: the benchmark families tied with the default on both seeds (0.805 / 0.805
+    against 0.806 / 0.807; the "asymdimers" preset of stm_sim.dataset).
 
     >>> fp = FrameParams(tip=TipParams(sigma=1.45))
     >>> labels_from_params(fp).tolist(), labels_from_params(fp, rows_paired=1.48).tolist()
