@@ -617,3 +617,18 @@ def test_quietsharp_quiets_the_1_over_f_noise_under_sharp_tips_only():
                 fb.scan.pink_noise / fa.scan.pink_noise
             )
     assert np.allclose(ratios[True], 0.3) and np.allclose(ratios[False], 1.0)
+
+
+def test_white_option_spreads_the_measurement_noise_below_the_bad_threshold():
+    from stm_sim.dataset import simulate_session
+
+    frames = list(simulate_session(300, np.random.default_rng(3), size=32, preset="noisier2"))
+    noise = np.array([fp.scan.white_noise for _, _, fp in frames])
+    bad_by_noise = noise >= 0.25
+    quiet = noise[~bad_by_noise]
+    # A continuum, 0.003-0.1 of the span, where the default draws 0.002-0.0125 or >= 0.25.
+    assert quiet.min() >= 0.003 and quiet.max() <= 0.1 and (quiet > 0.0125).mean() > 0.3
+    # The frames made bad by noise stay so, and so labelled.
+    assert bad_by_noise.any() and all(
+        lab[5] == 1 for (_, lab, _), b in zip(frames, bad_by_noise, strict=True) if b
+    )
