@@ -632,3 +632,30 @@ def test_white_option_spreads_the_measurement_noise_below_the_bad_threshold():
     assert bad_by_noise.any() and all(
         lab[5] == 1 for (_, lab, _), b in zip(frames, bad_by_noise, strict=True) if b
     )
+
+
+def test_dashes_option_adds_short_line_jumps_more_under_blunt_tips():
+    from stm_sim.dataset import PRESETS, _add_dashes
+
+    rng = np.random.default_rng(6)
+    added = {}
+    for state in ("dimers", "blunt") * 100:
+        fp = sample_frame_params(rng, state=state, size=32)
+        before = fp.scan.glitches
+        _add_dashes(rng, fp, state, PRESETS["dashes"]["dashes"])
+        new = fp.scan.glitches[len(before) :]
+        assert fp.scan.glitches[: len(before)] == before
+        assert all(0 <= r < 32 and 0 < ln <= 32 and 0 <= x0 <= 32 - ln for r, x0, ln, _ in new)
+        added.setdefault(state, []).append(len(new))
+    assert np.mean(added["blunt"]) > 2 * np.mean(added["dimers"]) > 0
+
+
+def test_asym_noise_rule_names_buckling_only_through_little_noise():
+    from stm_sim.params import SurfaceParams
+
+    fp = FrameParams(tip=TipParams(sigma=1.0), surface=SurfaceParams(buckling=0.5))
+    fp.scan.white_noise = 0.05
+    assert labels_from_params(fp).tolist() == [1, 0, 0, 0, 0, 0]
+    assert labels_from_params(fp, asym_noise=0.02).tolist() == [0, 0, 1, 0, 0, 0]
+    fp.scan.white_noise = 0.01
+    assert labels_from_params(fp, asym_noise=0.02).tolist() == [1, 0, 0, 0, 0, 0]
