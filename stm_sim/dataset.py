@@ -161,6 +161,7 @@ PRESETS["noisierasym"] = {**PRESETS["noisier2"], "asym_noise": 0.02}
 PRESETS["dashes"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 15.0, 0.12, 3.0, 40.0)}
 PRESETS["dashesflat"] = {**_DEF, "dashes": (10.0, 10.0, 10.0, 10.0, 0.0, 0.12, 3.0, 40.0)}
 PRESETS["dashesweak"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 15.0, 0.05, 3.0, 40.0)}
+PRESETS["dashesbad"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 0.0, 0.12, 3.0, 40.0)}
 # Session 16, rejected: the simulator randomised per session over the variants above that each
 # moved one statistic toward the real frames (a third of the sessions the default): domain
 # randomisation at the generator. Benchmark family (seed 0) 0.760, below the default's 0.781-0.794
