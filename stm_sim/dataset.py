@@ -143,21 +143,24 @@ PRESETS["dimerpitch"] = {
 # three, to 0.55 and 0.61 (calibration 29a-b).
 PRESETS["profile"] = {**_DEF, "profile": (1.0, 2.0)}
 PRESETS["profiledimers"] = {**_DEF, "profile": (1.0, 2.0), "profile_sigma": (0.7, 1.3)}
-# Session 30, being measured: the measurement noise over a continuum below the Bad/blurry
+# Session 30, rejected: the measurement noise over a continuum below the Bad/blurry
 # threshold (0.25 of the frame span), log-uniform, where the default draws 0.002-0.0125 or
 # 0.25-0.5 and nothing between: real frames of every class are rougher at high frequency (the
 # real high-resolution frames hold about 4x the simulated power above 20 cycles per frame), and
 # the sim-only family calls Dimers on real frames that are rough along the lines (calibration 28h).
+# Benchmark family (seed 0) 0.780 against 0.806: Asymmetries 0.80 -> 0.65 (calibration 30a).
 PRESETS["noisier"] = {**_DEF, "white": (0.003, 0.05)}
 PRESETS["noisier2"] = {**_DEF, "white": (0.003, 0.1)}
 PRESETS["noisier3"] = {**_DEF, "white": (0.005, 0.2)}
 # ... and buckling named only through noise below 0.02 of the span (noisier2 alone lost
-# Asymmetries, 0.80 -> 0.65, its noisy frames keeping a label whose cue the noise hides).
+# Asymmetries, its noisy frames keeping a label whose cue the noise hides). Worse: 0.747, with
+# Asymmetries 0.47, the quiet frames' label (calibration 30c).
 PRESETS["noisierasym"] = {**PRESETS["noisier2"], "asym_noise": 0.02}
-# Session 30, being measured: real frames are full of short dashes, stretches of a line where
+# Session 30, rejected: real frames are full of short dashes, stretches of a line where
 # the tip jumped and came back, and the more of them, the likelier the frame is Bad/blurry and
 # the less likely Dimers (real line pairs with a partial jump over 4x the median: 14 per frame,
-# Dimers frames 7, Bad/blurry 24; default simulated 2.5, 1.7, 3.9).
+# Dimers frames 7, Bad/blurry 24; default simulated 2.5, 1.7, 3.9). Benchmark family (seed 0)
+# 0.754 against 0.806: Tip change 0.77 -> 0.56, the dashes its cue (calibration 30b).
 PRESETS["dashes"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 15.0, 0.12, 3.0, 40.0)}
 PRESETS["dashesflat"] = {**_DEF, "dashes": (10.0, 10.0, 10.0, 10.0, 0.0, 0.12, 3.0, 40.0)}
 PRESETS["dashesweak"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 15.0, 0.05, 3.0, 40.0)}
