@@ -164,6 +164,8 @@ PRESETS["noisierasym"] = {**PRESETS["noisier2"], "asym_noise": 0.02}
 PRESETS["dashes"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 15.0, 0.12, 3.0, 40.0)}
 PRESETS["dashesflat"] = {**_DEF, "dashes": (10.0, 10.0, 10.0, 10.0, 0.0, 0.12, 3.0, 40.0)}
 PRESETS["dashesweak"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 15.0, 0.05, 3.0, 40.0)}
+# Without the extra in tip-change frames: 0.768, Tip change back to 0.74 but Rows 0.83 -> 0.73 and
+# Bad/blurry 0.84 -> 0.78, the dashes now the Bad/blurry cue (calibration 30d).
 PRESETS["dashesbad"] = {**_DEF, "dashes": (6.0, 6.0, 6.0, 25.0, 0.0, 0.12, 3.0, 40.0)}
 # Session 16, rejected: the simulator randomised per session over the variants above that each
 # moved one statistic toward the real frames (a third of the sessions the default): domain
