@@ -138,7 +138,10 @@ def dashes_by_label(dashes: np.ndarray, labels: np.ndarray) -> dict[str, list[fl
     """Share of frames with 3 or more :func:`line_dashes`, with each label and without it."""
     y, many = np.asarray(labels, bool), np.asarray(dashes) >= 3
     return {
-        side: [round(float(many[m[:, j]].mean()), 2) if m[:, j].any() else None for j in range(6)]
+        side: [
+            round(float(many[m[:, j]].mean()), 2) if m[:, j].any() else None
+            for j in range(y.shape[1])
+        ]
         for side, m in (("with", y), ("without", ~y))
     }
 
