@@ -54,8 +54,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         action="store_true",
         help="the members alone: leave out the family's own spectral companion",
     )
-    ap.add_argument("--demo-frames", type=int, default=16, help="simulated frames when no --data")
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument(
+        "--demo-frames", type=int, default=16, help="simulated frames when no --data (default 16)"
+    )
+    ap.add_argument("--seed", type=int, default=0, help="simulator and instrument seed (default 0)")
     live = ap.add_argument_group("live loop")
     live.add_argument(
         "--live",
@@ -63,15 +65,28 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="run the live loop: sim, fake-nanonis, nanonis:HOST:PORT or watch:FOLDER",
     )
     live.add_argument("--scans", type=int, default=60, help="scans to run (default 60)")
-    live.add_argument("--policy", choices=["default", "naive", "none"], default="default")
-    live.add_argument("--consecutive-bad", type=int, default=None, help="bad scans before acting")
+    live.add_argument(
+        "--policy",
+        choices=["default", "naive", "none"],
+        default="default",
+        help="default: filtered, agreement-checked, escalating; naive: act on every bad scan; "
+        "none: watch and log only (default default)",
+    )
+    live.add_argument(
+        "--consecutive-bad",
+        type=int,
+        default=None,
+        help="bad scans in a row before acting (default: the policy's own, 3)",
+    )
     live.add_argument("--dry-run", action="store_true", help="log actions, send none")
     live.add_argument(
         "--arm",
         action="store_true",
         help="send actions to a real controller (without it, nanonis:... runs as a dry run)",
     )
-    live.add_argument("--log-dir", default="runs/live", help="session log folder")
+    live.add_argument(
+        "--log-dir", default="runs/live", help="session log folder (default runs/live)"
+    )
     args = ap.parse_args(argv)
 
     from training.io import USER_ERRORS, cli_error

@@ -34,34 +34,55 @@ def main(argv: Sequence[str] | None = None) -> int:
         "`python -m gan_extras`, more simulated frames)",
     )
     ap.add_argument(
-        "--synthetic-frames", type=int, default=4000, help="simulated frames when no --data"
+        "--synthetic-frames",
+        type=int,
+        default=4000,
+        help="simulated frames when no --data (default 4000)",
     )
     ap.add_argument(
-        "--name", default="my_family", help="family name: output goes to <out-root>/<name>"
+        "--name",
+        default="my_family",
+        help="family name: output goes to <out-root>/<name> (default my_family)",
     )
     ap.add_argument(
         "--out-root", default="models", help="folder holding families (default models/)"
     )
     ap.add_argument(
-        "--architecture", default="deepdog", help="a registered builder (deepdog, vgg_like, wolkow)"
+        "--architecture",
+        default="deepdog",
+        help="a registered builder: deepdog (default), vgg_like, wolkow",
     )
     ap.add_argument(
-        "--width", type=float, default=0.25, help="filter multiplier (1.0 = the 2018 DeepDog)"
+        "--width",
+        type=float,
+        default=0.25,
+        help="filter multiplier (default 0.25; 1.0 = the 2018 DeepDog)",
     )
     ap.add_argument(
         "--max-filters", type=int, default=None, help="DeepDog: stop the trunk at this many filters"
     )
-    ap.add_argument("--epochs", type=int, default=8)
-    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--epochs", type=int, default=8, help="(default 8)")
+    ap.add_argument("--batch-size", type=int, default=64, help="(default 64)")
     ap.add_argument("--members", type=int, default=3, help="members per category (default 3)")
-    ap.add_argument("--label-rule", choices=["gt0.5", "eq1"], default="gt0.5")
+    ap.add_argument(
+        "--label-rule",
+        choices=["gt0.5", "eq1"],
+        default="gt0.5",
+        help="crowd mean score > 0.5, or every volunteer said yes (default gt0.5)",
+    )
     ap.add_argument(
         "--targets",
         choices=["hard", "soft", "posterior"],
         default="hard",
-        help="0/1 labels, crowd means, or P(true label | answers) under a fitted crowd model",
+        help="0/1 labels, crowd means, or P(true label | answers) under a fitted crowd model "
+        "(default hard)",
     )
-    ap.add_argument("--class-weight", choices=["balanced", "none"], default="balanced")
+    ap.add_argument(
+        "--class-weight",
+        choices=["balanced", "none"],
+        default="balanced",
+        help="weight positives and negatives equally in each member's loss (default balanced)",
+    )
     ap.add_argument(
         "--bootstrap", action="store_true", help="each member trains on a bootstrap sample"
     )
@@ -72,9 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="fit no spectral companion: the family votes with its members alone",
     )
     ap.add_argument(
-        "--val-fraction", type=float, default=0.0, help="hold out this share of sessions"
+        "--val-fraction",
+        type=float,
+        default=0.0,
+        help="hold out this share of sessions (default 0)",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seed", type=int, default=0, help="(default 0)")
     ap.add_argument(
         "--init-from",
         metavar="FAMILY_DIR",
@@ -109,13 +133,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--layout",
         choices=["auto", "branches", "stacked"],
         default="auto",
-        help="fused engine: side-by-side branches (CPU) or one wide stack (GPU); auto picks",
+        help="fused engine: side-by-side branches (CPU) or one wide stack (GPU); auto (default) "
+        "picks by device",
     )
     ap.add_argument(
         "--distribute",
         choices=["auto", "mirrored", "none"],
         default="auto",
-        help="MirroredStrategy over the GPUs (auto: when there are 2 or more)",
+        help="MirroredStrategy over the GPUs (auto, the default: when there are 2 or more)",
     )
     ap.add_argument("--quiet", action="store_true", help="no per-batch progress bars")
     args = ap.parse_args(argv)

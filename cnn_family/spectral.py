@@ -313,7 +313,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     p.add_argument("folder", help="where to write it (a family's folder, say)")
     p.add_argument("--data", help="labelled frames (default: --sim simulated frames)")
     p.add_argument("--sim", type=int, default=20000, help="simulated frames (default 20000)")
-    p.add_argument("--seed", type=int, default=11, help="simulator seed")
+    p.add_argument("--seed", type=int, default=11, help="simulator seed (default 11)")
     args = ap.parse_args(argv)
     try:
         if args.data:

@@ -46,9 +46,9 @@ def _parser() -> argparse.ArgumentParser:
 
     def run_args(p, *, steps: int, batch: int) -> None:
         p.add_argument("--out", required=True, help="run folder (resumes when it holds one)")
-        p.add_argument("--steps", type=int, default=steps)
-        p.add_argument("--batch-size", type=int, default=batch)
-        p.add_argument("--seed", type=int, default=0)
+        p.add_argument("--steps", type=int, default=steps, help=f"training steps (default {steps})")
+        p.add_argument("--batch-size", type=int, default=batch, help=f"(default {batch})")
+        p.add_argument("--seed", type=int, default=0, help="(default 0)")
         p.add_argument("--quiet", action="store_true", help="no progress bar")
         p.add_argument(
             "--stop-at",
@@ -60,8 +60,10 @@ def _parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("cyclegan", help="train simulated -> real (real frames need no labels)")
     p.add_argument("--real", required=True, help="real frames (the project's HDF5 or 2018 file)")
-    p.add_argument("--sim", type=int, default=4000, help="simulated frames to train on")
-    p.add_argument("--filters", type=int, default=16)
+    p.add_argument(
+        "--sim", type=int, default=4000, help="simulated frames to train on (default 4000)"
+    )
+    p.add_argument("--filters", type=int, default=16, help="generator base filters (default 16)")
     p.add_argument("--no-fourier", action="store_true", help="image discriminators only")
     run_args(p, steps=2000, batch=8)
 
@@ -69,30 +71,32 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("run", help="a CycleGAN run folder")
     p.add_argument("out", help="output .h5 (labelled, sessions prefixed cyclegan:)")
     p.add_argument("--data", help="simulated frames to translate (default: --sim fresh ones)")
-    p.add_argument("--sim", type=int, default=4000)
+    p.add_argument("--sim", type=int, default=4000, help="without --data (default 4000)")
     p.add_argument("--seed", type=int, default=1, help="simulator seed (default 1)")
 
     for name, size, what in (("dcgan", 64, "labelled frames"), ("srgan", 128, "frames")):
         p = sub.add_parser(name, help=f"train the {name.upper()} on {what}")
         p.add_argument("--data", help="frames (default: --sim simulated frames)")
-        p.add_argument("--sim", type=int, default=4000)
+        p.add_argument("--sim", type=int, default=4000, help="without --data (default 4000)")
         p.add_argument("--size", type=int, default=size, help=f"frame size (default {size})")
-        p.add_argument("--filters", type=int, default=32)
+        p.add_argument("--filters", type=int, default=32, help="base filters (default 32)")
         run_args(p, steps=3000 if name == "dcgan" else 2000, batch=32 if name == "dcgan" else 16)
 
     p = sub.add_parser("sample", help="labelled frames from a DCGAN (+ SRGAN), to HDF5")
     p.add_argument("dcgan", help="a DCGAN run folder")
     p.add_argument("out", help="output .h5")
     p.add_argument("--srgan", help="an SRGAN run folder to upscale with")
-    p.add_argument("--n", type=int, default=2000)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--n", type=int, default=2000, help="frames to sample (default 2000)")
+    p.add_argument("--seed", type=int, default=0, help="latent and label seed (default 0)")
 
     p = sub.add_parser("judge", help="FID / KID of generated frames against real ones")
     p.add_argument("frames", help="generated (or simulated) frames, .h5")
     p.add_argument("--real", required=True, help="real frames")
     p.add_argument("--family", default=None, help="whose features (default: the shipped family)")
     p.add_argument("--out", help="write the figures to this JSON file too")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument(
+        "--seed", type=int, default=0, help="seed of the real halves and KID subsets (default 0)"
+    )
     return ap
 
 

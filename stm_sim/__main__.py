@@ -18,9 +18,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     mk.add_argument("out", help="output .h5 file")
     mk.add_argument("--n", type=int, default=5000, help="number of frames (default 5000)")
-    mk.add_argument("--seed", type=int, default=0)
-    mk.add_argument("--size", type=int, default=128)
-    mk.add_argument("--session-length", type=int, default=100, help="mean frames per session")
+    mk.add_argument("--seed", type=int, default=0, help="simulator seed (default 0)")
+    mk.add_argument("--size", type=int, default=128, help="frame side, pixels (default 128)")
+    mk.add_argument(
+        "--session-length", type=int, default=100, help="mean frames per session (default 100)"
+    )
     mk.add_argument(
         "--workers", type=int, default=None, help="processes (default: all cores from 2,000 frames)"
     )

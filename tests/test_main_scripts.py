@@ -1,3 +1,4 @@
+import argparse
 import json
 
 import numpy as np
@@ -190,3 +191,47 @@ def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys
     monkeypatch.setenv("TIPSTATE_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError, match="no such file"):
         main_evaluate_guess.main(["--data", str(tmp_path / "missing.h5")])
+
+
+def _option_problems(parser: argparse.ArgumentParser, prefix: str = "") -> list[str]:
+    out = []
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                out += _option_problems(sub, f"{prefix}{name} ")
+            continue
+        if not action.option_strings or action.help == argparse.SUPPRESS:
+            continue
+        name = prefix + action.option_strings[-1]
+        if not action.help:
+            out.append(f"{name}: no help")
+        elif action.nargs != 0 and action.default not in (None, [], False):
+            if "default" not in action.help:
+                out.append(f"{name}: help does not give the default {action.default!r}")
+    return out
+
+
+@pytest.mark.parametrize(
+    "module",
+    [
+        "main_training",
+        "main_evaluate_guess",
+        "stm_sim.__main__",
+        "gan_extras.__main__",
+        "cnn_family.spectral",
+        "training.shards",
+        "training.drive",
+        "training.prepare_hsi",
+    ],
+)
+def test_every_option_says_what_it_does_and_its_default(module, monkeypatch):
+    import importlib
+
+    def grab(self, *args, **kwargs):
+        grab.parser = self
+        raise SystemExit(0)
+
+    monkeypatch.setattr(argparse.ArgumentParser, "parse_args", grab)
+    with pytest.raises(SystemExit):
+        importlib.import_module(module).main([])
+    assert not _option_problems(grab.parser)
