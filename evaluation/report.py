@@ -20,6 +20,9 @@ from training.data import DataFormatError, FrameSet, check_images, load_frames
 from training.io import write_json_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# Below this many pixels a side no lattice can show (a dimer row is 7.7 A apart); such an array
+# is far likelier a mistake (a 2-D .npy of feature rows read as one frame) than a scan.
+MIN_SIDE = 16
 
 
 def _resize(img: np.ndarray, size: int) -> np.ndarray:
@@ -41,6 +44,14 @@ def load_any(
     resized 3 of 3 frames to 128x128 (from 256x256); the family learned from ...
     """
     fs, hw_read = _load_any(Path(path), size)
+    small = hw_read[(hw_read < MIN_SIDE).any(axis=1)]
+    if len(small):
+        h, w = small[0].tolist()
+        raise DataFormatError(
+            f"{path}: expected scan frames at least {MIN_SIDE}x{MIN_SIDE} pixels, got "
+            f"{len(small)} smaller (the first {h}x{w}); a 2-D .npy is read as one frame, "
+            "a stack needs shape (N, H, W)"
+        )
     hw = hw_read[(hw_read != size).any(axis=1)]
     if note is not None and len(hw):
         shapes = sorted({f"{h}x{w}" for h, w in hw.tolist()})

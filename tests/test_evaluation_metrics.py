@@ -78,6 +78,11 @@ def test_load_any_reads_npy_pngs_and_datasets(tmp_path, rng):
         load_any(tmp_path / "obj.npy")
     with pytest.raises(FileNotFoundError):
         load_any(tmp_path / "nope.npy")
+    np.save(tmp_path / "rows.npy", np.zeros((3, 64)))  # feature rows, not a scan
+    with pytest.raises(
+        ValueError, match=r"at least 16x16 pixels, got 1 smaller \(the first 3x64\)"
+    ):
+        load_any(tmp_path / "rows.npy")
 
 
 def test_cross_fitted_thresholds_find_a_shifted_boundary():
