@@ -227,9 +227,9 @@ def main(argv=None) -> int:
     base = f"sim{args.sim}_w{args.width}_e{args.epochs}" + (
         f"_seed{args.seed}" if args.seed else ""
     )
-    fam_sim = train_family(sim, cfg, ROOT / "runs" / "realism" / base, verbose=0)
+    fam_sim = train_family(sim, cfg, ROOT / "runs" / "realism" / base, verbose=2)
     fam_tr = train_family(
-        translated, cfg, ROOT / "runs" / "gan_extras" / f"{base}_{tag}", verbose=0
+        translated, cfg, ROOT / "runs" / "gan_extras" / f"{base}_{tag}", verbose=2
     )
 
     res = {

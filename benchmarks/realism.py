@@ -147,7 +147,12 @@ def transfer(
     seed: int,
     preset: str = "default",
     targets: str = "hard",
+    verbose: int = 2,
 ) -> dict:
+    """Train the benchmark family on ``sim_n`` simulated frames; score it on ``real``.
+
+    ``verbose=2`` prints one line per epoch (the run takes about 25 CPU-minutes).
+    """
     from cnn_family import Family, Vote
     from evaluation.metrics import evaluate
     from stm_sim.dataset import make_frameset
@@ -160,7 +165,10 @@ def transfer(
     tag = ("" if preset == "default" else f"_{preset}") + (f"_seed{seed}" if seed else "")
     tag += "" if targets == "hard" else f"_{targets}"
     d = train_family(
-        sim, cfg, ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}{tag}", verbose=0
+        sim,
+        cfg,
+        ROOT / "runs" / "realism" / f"sim{sim_n}_w{width}_e{epochs}{tag}",
+        verbose=verbose,
     )
     fam = Family.load(d)
     # The family's default vote (members + its spectral companion, fitted on the same simulated
