@@ -1,4 +1,7 @@
-"""``python -m stm_sim make-dataset OUT.h5 --n 50000 --seed 0``: simulated frames to HDF5."""
+"""``python -m stm_sim make-dataset OUT.h5 --n 50000 --seed 0``: simulated frames to HDF5.
+
+``python -m stm_sim presets`` lists the sampling presets and how each differs from the default.
+"""
 
 from __future__ import annotations
 
@@ -30,9 +33,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--preset",
         default="default",
         choices=sorted(PRESETS),
-        help="sampling preset (stm_sim.dataset.PRESETS; 'default' is the measured one)",
+        metavar="NAME",
+        help="sampling preset (default: 'default', the calibrated generator; the others are "
+        "calibration variants, not adopted: `python -m stm_sim presets`)",
     )
+    sub.add_parser("presets", help="list the sampling presets and how each differs from default")
     args = ap.parse_args(argv)
+    if args.cmd == "presets":
+        print(presets_table())
+        return 0
 
     from stm_sim.dataset import make_frameset
     from training.data import save_frames
@@ -58,6 +67,26 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"wrote {args.out}: {len(fs)} frames in {len(set(fs.sessions))} sessions ({len(fs) / dt:.0f} frames/s)"
     )
     return 0
+
+
+def presets_table() -> str:
+    """One line per sampling preset: its name and the settings it changes from ``default``.
+
+    Why each was tried and what it measured: docs/simulator_calibration.md.
+
+    >>> print(presets_table().splitlines()[0])
+    default        the calibrated generator (every other preset was measured and not adopted)
+    """
+    from stm_sim.dataset import PRESETS
+
+    base = PRESETS["default"]
+    lines = [
+        f"{'default':<14} the calibrated generator (every other preset was measured and not adopted)"
+    ]
+    for name in sorted(set(PRESETS) - {"default"}):
+        diff = {k: v for k, v in PRESETS[name].items() if k not in base or base[k] != v}
+        lines.append(f"{name:<14} " + ", ".join(f"{k}={v!r}" for k, v in sorted(diff.items())))
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

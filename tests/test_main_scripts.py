@@ -235,3 +235,13 @@ def test_every_option_says_what_it_does_and_its_default(module, monkeypatch):
     with pytest.raises(SystemExit):
         importlib.import_module(module).main([])
     assert not _option_problems(grab.parser)
+
+
+def test_stm_sim_presets_lists_every_preset_and_its_changes(capsys):
+    from stm_sim.__main__ import main as stm_sim_main
+    from stm_sim.dataset import PRESETS
+
+    assert stm_sim_main(["presets"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert sorted(line.split()[0] for line in lines) == sorted(PRESETS)
+    assert any(line.split() == ["toggles", "toggle_p=0.5"] for line in lines)
