@@ -147,3 +147,29 @@ def test_few_labels_keeps_whole_sessions_and_scores_each_fold(monkeypatch):
     soft = np.array([[0.2, 0.9], [0.8, 0.1], [0.7, 0.2], [0.3, 0.6]])
     first, second = np.array([1, 1, 0, 0], bool), np.array([0, 0, 1, 1], bool)
     assert fl.fold_scores(y, soft, [first, second]) == [1.0, 0.0]
+
+
+def test_calibration_plot_draws_the_candidates_and_refuses_an_unknown_kind(tmp_path):
+    """benchmarks/calibration_plot.py: the summary picture of the simulator's candidates."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("cp", ROOT / "benchmarks" / "calibration_plot.py")
+    cp = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(cp)
+    d = {
+        "default_runs": {"members_alone": [0.78, 0.79]},
+        "real_trained_members_alone": 0.84,
+        "candidates": [
+            {"row": "1a", "name": "a", "kind": "simulator", "seed0": 0.75},
+            {"row": "1b", "name": "b", "kind": "training", "seed0": 0.8, "seed1": 0.77},
+        ],
+    }
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    png = cp.plot(cp.load_candidates(tmp_path / "c.json"), tmp_path / "c.png")
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    d["candidates"][0]["kind"] = "vibes"
+    (tmp_path / "c.json").write_text(json.dumps(d))
+    with pytest.raises(ValueError, match="kind expected one of"):
+        cp.load_candidates(tmp_path / "c.json")
