@@ -33,17 +33,25 @@ class LoopSummary:
         return dataclasses.asdict(self)
 
     def describe(self) -> str:
+        """One line for the operator.
+
+        Example:
+            >>> LoopSummary(scans=1, actions=1, actions_sent=1).describe()
+            '1 scan, 1 action (1 sent, 0 refused by the safety limits), 0 instrument timeouts'
+        """
         s = (
-            f"{self.scans} scans, {self.actions} actions ({self.actions_sent} sent, "
-            f"{self.refused} refused by the safety limits), {self.timeouts} instrument timeouts"
+            f"{_n(self.scans, 'scan')}, {_n(self.actions, 'action')} ({self.actions_sent} sent, "
+            f"{self.refused} refused by the safety limits), "
+            f"{_n(self.timeouts, 'instrument timeout')}"
         )
         if self.scans_to_good is not None:
             s += (
-                f"; good tip after {self.scans_to_good} scans and {self.actions_to_good} "
-                f"actions ({self.seconds_to_good / 60:.1f} instrument-minutes)"
+                f"; good tip after {_n(self.scans_to_good, 'scan')} and "
+                f"{_n(self.actions_to_good, 'action')} "
+                f"({self.seconds_to_good / 60:.1f} instrument-minutes)"
             )
         if self.false_actions:
-            s += f"; {self.false_actions} actions while the tip was already good"
+            s += f"; {_n(self.false_actions, 'action')} while the tip was already good"
         if self.called_person:
             s += "; the policy gave up and called a person"
         if self.stopped_by_operator:
@@ -128,3 +136,7 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
             good_run = 0
         if stop_after_good and good_run >= stop_after_good and out.scans_to_good is not None:
             break
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -34,14 +34,9 @@ from pathlib import Path
 import h5py
 import numpy as np
 
-CATEGORIES: tuple[str, ...] = (
-    "Asymmetries",
-    "Individual atoms",
-    "Dimers",
-    "Rows",
-    "Tip change",
-    "Bad/blurry",
-)
+# One list of the six names for the data format and the simulator (numpy-only, so it holds them).
+from stm_sim.params import CATEGORIES
+
 N_CATEGORIES = len(CATEGORIES)
 LABEL_RULES = ("gt0.5", "eq1")
 
