@@ -118,43 +118,80 @@ def read_frames(folder: str | Path) -> np.ndarray:
         return f["frames"][:]
 
 
-def plot_timeline(folder: str | Path, out: str | Path | None = None) -> Path:
-    """Tip-state probabilities over the session's scans, with actions marked. Returns the PNG."""
+def plot_timeline(folder: str | Path, out: str | Path | None = None, *, thumbs: int = 12) -> Path:
+    """The session in one picture: frames, the six soft votes, the policy's score and its actions.
+
+    A strip of up to ``thumbs`` frames (evenly spaced, from ``frames.h5``) sits above the
+    votes; a frame's caption is red where the policy acted on it. Returns the PNG's path.
+
+    Example:
+        >>> plot_timeline("runs/live")  # doctest: +SKIP
+        PosixPath('runs/live/timeline.png')
+    """
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+    import matplotlib.ticker
 
     recs = read_log(folder)
     verdicts = [r for r in recs if r["type"] == "verdict"]
+    dry = {r.get("parent") for r in recs if r["type"] == "action_result" and r.get("dry_run")}
+    acted = [i for i, v in enumerate(verdicts) if (v.get("decision") or {}).get("action")]
+    frames = _read_thumbs(folder, verdicts, thumbs)  # [(verdict index, frame)]
     out = Path(out) if out else Path(folder) / "timeline.png"
-    fig, ax = plt.subplots(figsize=(11, 4.2), dpi=110)
+
+    fig = plt.figure(figsize=(11, 5.6 if frames else 4.2), dpi=110)
+    if frames:
+        grid = fig.add_gridspec(2, len(frames), height_ratios=(1, 2.6), hspace=0.45)
+        for k, (i, img) in enumerate(frames):
+            tax = fig.add_subplot(grid[0, k])
+            tax.imshow(img, cmap="afmhot", vmin=0, vmax=255)
+            tax.set_xticks([])
+            tax.set_yticks([])
+            tax.set_title(f"{i}", fontsize=7, color="tab:red" if i in acted else "k", pad=2)
+        ax = fig.add_subplot(grid[1, :])
+    else:
+        ax = fig.add_subplot()
     if verdicts:
         cats = verdicts[0]["categories"]
         soft = np.array([v["soft"] for v in verdicts], dtype=float)
         x = np.arange(len(verdicts))
         for c, name in enumerate(cats):
-            ax.plot(x, soft[:, c], lw=1.4, label=name)
+            ax.plot(x, soft[:, c], lw=1.1, alpha=0.85, label=name)
+        score = np.array(
+            [(v.get("decision") or {}).get("filtered", np.nan) for v in verdicts], dtype=float
+        )
+        if np.isfinite(score).any():
+            ax.plot(x, score, color="k", lw=2.2, label="policy: filtered P(bad tip)")
         truth = [v.get("truth", {}) or {} for v in verdicts]
         good = np.array([t.get("good", np.nan) for t in truth], dtype=float)
-        if np.isfinite(good).any():
+        if (good == 1).any():
             ax.fill_between(
                 x,
                 0,
                 1,
                 where=good == 1,
                 color="tab:green",
-                alpha=0.08,
+                alpha=0.12,
                 step="mid",
                 label="tip good (simulator truth)",
             )
-        first = True
-        for i, v in enumerate(verdicts):
-            act = (v.get("decision") or {}).get("action")
-            if act:
-                ax.axvline(i, color="k", ls="--", lw=0.9, label="action" if first else None)
+        for n, i in enumerate(acted):
+            v = verdicts[i]
+            act = v["decision"]["action"]
+            is_dry = v.get("id") in dry
+            ax.axvline(
+                i,
+                color="0.55" if is_dry else "tab:red",
+                ls=":" if is_dry else "--",
+                lw=0.9,
+                label=("action (dry run)" if is_dry else "action") if n == 0 else None,
+            )
+            if len(acted) <= 30:  # beyond that the labels only overlap
+                size = f"{act['depth_nm']} nm" if act["kind"] == "dip" else f"{act['bias_v']:+} V"
                 ax.annotate(
-                    f"{act['kind']} {act['depth_nm'] if act['kind'] == 'dip' else act['bias_v']}",
+                    f"{act['kind']} {size}",
                     (i, 1.01),
                     fontsize=7,
                     rotation=60,
@@ -162,14 +199,47 @@ def plot_timeline(folder: str | Path, out: str | Path | None = None) -> Path:
                     va="bottom",
                     annotation_clip=False,
                 )
-                first = False
         ax.set_xlim(-0.5, max(len(verdicts) - 0.5, 0.5))
     ax.set_ylim(0, 1.0)
+    ax.xaxis.set_major_locator(matplotlib.ticker.MaxNLocator(integer=True))
     ax.set_xlabel("scan")
     ax.set_ylabel("soft vote (mean member probability)")
-    ax.set_title(f"Live session {Path(folder).name}: {len(verdicts)} scans", pad=52)
+    n_dry = sum(verdicts[i].get("id") in dry for i in acted)
+    title = f"Live session {folder}: {_n(len(verdicts), 'scan')}, "
+    title += f"{_n(len(acted), 'action')}" + (f" ({n_dry} dry run)" if n_dry else "")
+    if frames:
+        fig.suptitle(title)
+    else:
+        ax.set_title(title, pad=52)
     ax.legend(loc="center left", bbox_to_anchor=(1.01, 0.5), fontsize=8, frameon=False)
-    fig.tight_layout()
+    fig.subplots_adjust(left=0.07, right=0.8, bottom=0.1, top=0.9 if frames else 0.78)
     fig.savefig(out)
     plt.close(fig)
     return out
+
+
+def _read_thumbs(folder: str | Path, verdicts: list[dict], most: int) -> list:
+    """Up to ``most`` (verdict index, frame) pairs, evenly spaced over the session.
+
+    Only those rows of ``frames.h5`` are read: a long session's file need not be read whole.
+    """
+    import h5py
+
+    p = Path(folder) / "frames.h5"
+    if most <= 0 or not p.exists():
+        return []
+    with h5py.File(p, "r") as f:
+        ds = f["frames"]
+        have = [
+            (i, v["frame"])
+            for i, v in enumerate(verdicts)
+            if isinstance(v.get("frame"), int) and 0 <= v["frame"] < ds.shape[0]
+        ]
+        if not have:
+            return []
+        pick = np.linspace(0, len(have) - 1, min(most, len(have))).round().astype(int)
+        return [(have[k][0], ds[have[k][1]]) for k in sorted(set(pick.tolist()))]
+
+
+def _n(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -269,6 +269,22 @@ def test_session_log_skips_a_torn_last_line(tmp_path):
     assert plot_timeline(tmp_path).exists()
 
 
+def test_timeline_shows_evenly_spaced_frames_read_row_by_row(tmp_path):
+    from instrument_bridge.session_log import _read_thumbs
+
+    with SessionLog(tmp_path) as log:
+        for i in range(30):
+            row = log.add_frame(np.full((128, 128), i, np.uint8))
+            log.record("verdict", categories=["a"], soft=[0.5], frame=row, decision={})
+        log.record("verdict", categories=["a"], soft=[0.5], frame=99, decision={})  # no such row
+    verdicts = [r for r in read_log(tmp_path) if r["type"] == "verdict"]
+    picked = _read_thumbs(tmp_path, verdicts, 5)
+    assert [i for i, _ in picked] == [0, 7, 14, 22, 29]
+    assert [int(f[0, 0]) for _, f in picked] == [0, 7, 14, 22, 29]
+    assert _read_thumbs(tmp_path, verdicts, 0) == []
+    assert plot_timeline(tmp_path, thumbs=5).stat().st_size > 10_000
+
+
 def test_manual_override_through_the_server(server, rng):
     from instrument_bridge.policy import PolicyConfig
 
