@@ -115,3 +115,29 @@ def test_features_are_each_members_pooled_features_in_member_order(tiny_family, 
     np.testing.assert_allclose(feats, np.concatenate(own, axis=1), atol=1e-4)
     with pytest.raises(ValueError, match="expected 128x128"):
         tiny_family.features(np.zeros((2, 64, 64), np.uint8))
+
+
+def _onnx_benchmark():
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("ox", ROOT / "benchmarks" / "onnx_runtime.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def test_onnx_benchmark_names_what_to_install_when_it_is_missing(monkeypatch, capsys):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "onnxruntime", None)  # as on a clone without it
+    assert _onnx_benchmark().main([]) == 2
+    assert "pip install onnxruntime tf2onnx" in capsys.readouterr().err
+
+
+def test_onnx_benchmark_gives_the_same_votes_as_tensorflow(monkeypatch, tiny_family_dir):
+    pytest.importorskip("onnxruntime", reason="optional: pip install onnxruntime tf2onnx")
+    pytest.importorskip("tf2onnx", reason="optional: pip install onnxruntime tf2onnx")
+    r = _onnx_benchmark().measure(tiny_family_dir, repeats=3, batch=4, threads=1)
+    assert r["max_abs_prob_diff"] < 1e-4 and set(r["batch1_ms"]) == {"tensorflow", "onnxruntime"}
