@@ -2,12 +2,13 @@
 
     python main_evaluate_guess.py                                  # shipped family, simulated frames
     python main_evaluate_guess.py --data frames.h5 --report out.json   # evaluate (labelled rows)
-    python main_evaluate_guess.py --data scans/ --guess            # guess labels for a PNG folder
+    python main_evaluate_guess.py --data scans/ --guess            # guess labels for a folder
     python main_evaluate_guess.py --live sim --scans 60            # the live loop, simulated STM
     python main_evaluate_guess.py --live nanonis:192.168.1.5:6501  # a real controller (dry run)
 
 --data takes the project's HDF5 format, a 2018 .mat/.npz/.h5, a .npy array (N,128,128), one
-image or a folder of images. Plots and votes go to --out-dir.
+image or raw scan file (Nanonis .sxm, Createc .dat, RHK .sm4, Gwyddion .gwy), or a folder of
+them. Plots and votes go to --out-dir.
 """
 
 from __future__ import annotations
@@ -22,7 +23,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     ap.add_argument("--family", default=None, help="family folder (default: models/hsi_family)")
-    ap.add_argument("--data", default=None, help="frames to vote on (default: simulated frames)")
+    ap.add_argument(
+        "--data",
+        default=None,
+        help="frames to vote on: a dataset file, images, raw scans or a folder of them "
+        "(default: simulated frames)",
+    )
     ap.add_argument("--report", default=None, help="write the metrics (or votes) as JSON here")
     ap.add_argument(
         "--out-dir", default="outputs", help="folder for plots and votes (default outputs/)"

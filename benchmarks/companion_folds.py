@@ -39,7 +39,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# _real; after the root, so that benchmarks/gan_extras.py never shadows the package
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from _real import add_data_argument, load_labelled, real_data_missing  # noqa: E402
 

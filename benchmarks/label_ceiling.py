@@ -29,7 +29,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(ROOT / "benchmarks"))
+# _real; after the root, so that benchmarks/gan_extras.py never shadows the package
+sys.path.insert(1, str(ROOT / "benchmarks"))
 
 from _real import add_data_argument, real_data_missing  # noqa: E402
 

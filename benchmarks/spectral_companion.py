@@ -32,7 +32,8 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
-sys.path.insert(0, str(Path(__file__).resolve().parent))
+# _real; after the root, so that benchmarks/gan_extras.py never shadows the package
+sys.path.insert(1, str(Path(__file__).resolve().parent))
 
 from _real import (  # noqa: E402
     add_data_argument,

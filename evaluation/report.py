@@ -20,6 +20,15 @@ from training.data import DataFormatError, FrameSet, check_images, load_frames
 from training.io import write_json_atomic
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp")
+# The raw scan files of instrument_bridge.readers (Nanonis, Createc, RHK, Gwyddion), as text so
+# that importing this module does not import the bridge.
+SCAN_SUFFIXES = (".sxm", ".dat", ".sm4", ".gwy")
+# The real training frames span 3.5-3.9 nm; a scan far outside that shows the lattice at
+# another scale than the family learned, and its vote is less reliable.
+TRAINED_FIELD_NM = (3.0, 4.6)
+# A partial scan with less than this share of its lines is skipped, as the folder watcher does:
+# stretched to a full frame it would show the lattice at several times its true scale.
+MIN_SCANNED = 0.25
 # Below this many pixels a side no lattice can show (a dimer row is 7.7 A apart); such an array
 # is far likelier a mistake (a 2-D .npy of feature rows read as one frame) than a scan.
 MIN_SIDE = 16
@@ -34,16 +43,20 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 def load_any(
     path: str | Path, *, size: int = 128, note: Callable[[str], None] | None = None
 ) -> FrameSet:
-    """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or a folder of images.
+    """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or scan file, or
+    a folder of images and scan files.
 
     False-colour SPM-Toolbox PNGs are mapped back through their palette; other images are read
-    as grey. Frames of another size are BOX-resized to ``size``, and ``note`` (``print``, say)
-    is told how many and from what sizes.
+    as grey. Raw scan files (Nanonis ``.sxm``, Createc ``.dat``, RHK ``.sm4``, Gwyddion
+    ``.gwy``) are read by :mod:`instrument_bridge.readers` and levelled as the live bridge
+    levels them. Frames of another size are BOX-resized to ``size``, and ``note`` (``print``,
+    say) is told how many and from what sizes, which scans span another field than the family
+    learned from, and which files in a folder could not be read (they are skipped).
 
     >>> load_any("scans/", note=print)  # doctest: +SKIP
     resized 3 of 3 frames to 128x128 (from 256x256); the family learned from ...
     """
-    fs, hw_read = _load_any(Path(path), size)
+    fs, hw_read = _load_any(Path(path), size, note)
     small = hw_read[(hw_read < MIN_SIDE).any(axis=1)]
     if len(small):
         h, w = small[0].tolist()
@@ -64,38 +77,49 @@ def load_any(
     return fs
 
 
-def _load_any(path: Path, size: int) -> tuple[FrameSet, np.ndarray]:
+def _load_any(
+    path: Path, size: int, note: Callable[[str], None] | None = None
+) -> tuple[FrameSet, np.ndarray]:
     """The frames, resized to ``size``, and each frame's (height, width) as read."""
-    from training.prepare_hsi import convert_png
-
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
-    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+    suffixes = IMAGE_SUFFIXES + SCAN_SUFFIXES
+    if path.is_dir() or path.suffix.lower() in suffixes:
         files = (
-            sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES)
+            sorted(p for p in path.iterdir() if p.suffix.lower() in suffixes)
             if path.is_dir()
             else [path]
         )
         if not files:
             raise DataFormatError(
-                f"{path}: expected image files ({', '.join(IMAGE_SUFFIXES)}), found none"
+                f"{path}: expected image or scan files ({', '.join(suffixes)}), found none"
             )
-        imgs, hws = [], []
+        imgs, hws, names, fields, skipped = [], [], [], [], []
         for f in files:
             try:
-                img, hw = convert_png(f, size=size)
-            except DataFormatError:  # not a nanomap export: read as plain grey
-                with Image.open(f) as im:
-                    grey = np.asarray(im.convert("L"))
-                img, hw = _resize(grey, size), grey.shape
+                img, hw, field = _read_one(f, size)
+            except DataFormatError as e:
+                if not path.is_dir():
+                    raise
+                skipped.append(str(e))  # one unreadable file must not cost a whole archive
+                continue
             imgs.append(img)
             hws.append(hw)
+            names.append(f.name)
+            fields.append(field)
+        if not imgs:
+            raise DataFormatError(
+                f"{path}: none of its {len(files)} image or scan files could be read "
+                f"(the first: {skipped[0]})"
+            )
+        if note is not None:
+            _note_skipped_and_fields(note, skipped, names, fields)
         hw_read = np.array(hws, np.int32)
         fs = FrameSet(
             images=np.stack(imgs),
             mean_scores=np.full((len(imgs), 6), np.nan, np.float32),
             sessions=np.full(len(imgs), path.stem),
-            names=np.array([f.name for f in files]),
+            names=np.array(names),
             orig_hw=hw_read,
         )
         return fs, hw_read
@@ -121,6 +145,58 @@ def _load_any(path: Path, size: int) -> tuple[FrameSet, np.ndarray]:
     if fs.images.shape[1:] != (size, size):
         fs.images = np.stack([_resize(f, size) for f in fs.images])
     return fs, hw_read
+
+
+def _read_one(f: Path, size: int) -> tuple[np.ndarray, tuple[int, int], float | None]:
+    """One image or scan file: (uint8 frame, (height, width) as read, field in nm or None)."""
+    from training.prepare_hsi import convert_png
+
+    if f.suffix.lower() in SCAN_SUFFIXES:
+        from instrument_bridge.prepare import FrameError, prepare_frame
+        from instrument_bridge.readers import ScanFileError, read_scan
+
+        try:
+            scan = read_scan(f)
+            scanned = int((~np.isnan(scan.z).all(axis=1)).sum())
+            if scanned < MIN_SCANNED * len(scan.z):
+                raise FrameError(
+                    f"expected a scan at least {MIN_SCANNED:.0%} done, got {scanned} of "
+                    f"{len(scan.z)} lines"
+                )
+            frame = prepare_frame(scan.z, size=size)
+        except (ScanFileError, FrameError) as e:
+            msg = str(e)
+            raise DataFormatError(msg if str(f) in msg else f"{f.name}: {msg}") from e
+        return frame, (scanned, scan.z.shape[1]), float(scan.size_nm) or None
+    try:
+        img, hw = convert_png(f, size=size)
+    except DataFormatError:  # not a nanomap export: read as plain grey
+        try:
+            with Image.open(f) as im:
+                grey = np.asarray(im.convert("L"))
+        except OSError as e:
+            raise DataFormatError(f"{f.name}: not a readable image ({e})") from e
+        img, hw = _resize(grey, size), grey.shape
+    return img, hw, None
+
+
+def _note_skipped_and_fields(note, skipped: list[str], names: list[str], fields: list) -> None:
+    if skipped:
+        note(
+            f"skipped {len(skipped)} file(s) that could not be read or were less than "
+            f"{MIN_SCANNED:.0%} scanned; the first: {skipped[0]}"
+        )
+    lo, hi = TRAINED_FIELD_NM
+    known = [(n, f) for n, f in zip(names, fields, strict=True) if f]
+    off = [(n, f) for n, f in known if not lo <= f <= hi]
+    if off:
+        a, b = min(f for _, f in off), max(f for _, f in off)
+        span = f"{a:.3g}" if f"{a:.3g}" == f"{b:.3g}" else f"{a:.3g}-{b:.3g}"
+        note(
+            f"{len(off)} of {len(known)} scans of known size span {span} nm (e.g. "
+            f"{off[0][0]}); the family learned from fields of about "
+            "3.7 nm, so their votes are less reliable (a 3.7 nm crop or zoom would match)"
+        )
 
 
 def _fmt(v: float) -> str:

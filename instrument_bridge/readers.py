@@ -168,8 +168,14 @@ def read_gwy(path: str | Path, *, channel: str | None = None) -> ScanResult:
         raise ScanFileError(f"{path}: expected a channel {name!r}, file has {sorted(fields)}")
     df = fields[name]
     z = np.asarray(df.data, np.float64)
+    unit = df.get("si_unit_xy")
+    # Gwyddion keeps lengths in metres; a field without that unit has no known size (0).
+    metres = unit is not None and unit.get("unitstr", "") == "m"
     return ScanResult(
-        z=z, size_nm=float(df.xreal) * 1e9, lines_done=_lines_done(z), source=str(path)
+        z=z,
+        size_nm=float(df.xreal) * 1e9 if metres else 0.0,
+        lines_done=_lines_done(z),
+        source=str(path),
     )
 
 

@@ -173,3 +173,28 @@ def test_calibration_plot_draws_the_candidates_and_refuses_an_unknown_kind(tmp_p
     (tmp_path / "c.json").write_text(json.dumps(d))
     with pytest.raises(ValueError, match="kind expected one of"):
         cp.load_candidates(tmp_path / "c.json")
+
+
+def test_load_any_reads_raw_scans_and_skips_what_it_cannot_read(tmp_path, rng):
+    from PIL import Image
+    from test_instrument_bridge_readers import write_sxm
+
+    d = tmp_path / "archive"
+    d.mkdir()
+    write_sxm(d / "a.sxm", rng.normal(size=(64, 64)))
+    write_sxm(d / "b_wide.sxm", rng.normal(size=(64, 64)), size_m=20e-9)
+    partial = rng.normal(size=(64, 64))
+    partial[6:] = np.nan  # 6 of 64 lines: stretched, it would show the lattice 10x too coarse
+    write_sxm(d / "c_partial.sxm", partial)
+    (d / "notes.dat").write_text("not a Createc file")
+    Image.fromarray(rng.integers(0, 256, (128, 128), dtype=np.uint8)).save(d / "d.png")
+    notes = []
+    fs = load_any(d, note=notes.append)
+    assert list(fs.names) == ["a.sxm", "b_wide.sxm", "d.png"] and fs.images.dtype == np.uint8
+    assert notes[0].startswith("skipped 2 file(s)") and "the first: c_partial.sxm" in notes[0]
+    assert notes[1].startswith("1 of 2 scans of known size span 20 nm (e.g. b_wide.sxm)")
+    assert load_any(d / "a.sxm").images.shape == (1, 128, 128)
+    with pytest.raises(ValueError, match=r"notes\.dat: expected a Createc header"):
+        load_any(d / "notes.dat")  # one file named on its own is an error, not a skip
+    with pytest.raises(ValueError, match=r"c_partial\.sxm: expected a scan at least 25% done"):
+        load_any(d / "c_partial.sxm")

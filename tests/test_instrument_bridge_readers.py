@@ -84,6 +84,13 @@ def test_real_instrument_files(name, shape, lines_done):
 
 
 @needs_files
+def test_a_gwyddion_field_without_a_length_unit_has_no_size():
+    # gwyfile's test file stores xreal 128 with no unit; read as metres it spanned 1.3e11 nm.
+    assert read_scan(FILES / "gwyfile_test.gwy").size_nm == 0.0
+    assert read_scan(FILES / "spmqt_sxm_moire_10nm.sxm").size_nm == pytest.approx(10.0)
+
+
+@needs_files
 def test_same_scan_as_sxm_and_dat_agree():
     a = read_scan(FILES / "spmqt_A250407.141806.sxm")
     b = read_scan(FILES / "spmqt_A250407.141806.dat")
