@@ -24,11 +24,13 @@ def run_evaluate_guess(
     tta: bool = False,
     undo_class_weights: bool = False,
     companion: str | Path | bool | None = None,
+    tile_nm: float | None = None,
 ) -> dict:
     """Load the family; evaluate on labelled ``data`` (or guess, or vote on simulated frames).
 
     ``companion``: a spectral companion's file or folder (:mod:`cnn_family.spectral`), voting
     as one more member per category; None: the family's own, if it has one; False: none.
+    ``tile_nm``: cut raw scans wider than 1.5 tiles into tiles of this field (nm), one vote each.
 
     >>> run_evaluate_guess(data="test.h5", report="report.json")  # doctest: +SKIP
     """
@@ -51,7 +53,7 @@ def run_evaluate_guess(
         print(f"{fam}: voting on {len(frames)} simulated H:Si(100) frames (no --data given)")
     else:
         notes: list[str] = []
-        frames = load_any(data, note=notes.append)
+        frames = load_any(data, note=notes.append, tile_nm=tile_nm)
         print(f"{fam}: {len(frames)} frames from {data}", *notes, sep="\n")
     # The demo (no --data) shows what an operator sees, votes on new frames, with the
     # simulator's labels beside them.

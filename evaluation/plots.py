@@ -83,6 +83,14 @@ def _labels_text(row: np.ndarray, categories: Sequence[str]) -> str:
     return ", ".join(on) if on else "-"
 
 
+def _short(name: str, most: int = 34) -> str:
+    """A long file name cut in the middle, so that its start and its tile suffix both show."""
+    if len(name) <= most:
+        return name
+    half = (most - 1) // 2
+    return f"{name[:half]}…{name[-(most - 1 - half) :]}"
+
+
 def plot_gallery(
     images: np.ndarray,
     hard: np.ndarray,
@@ -94,10 +102,12 @@ def plot_gallery(
     max_frames: int = 16,
     title: str | None = None,
     truth_name: str = "crowd",
+    names: Sequence[str] | None = None,
 ) -> Path:
     """A grid of frames captioned with the vote (and the true labels, green when they match).
 
-    ``truth_name`` names where ``y_true`` came from in the captions ("crowd", "simulator").
+    ``truth_name`` names where ``y_true`` came from in the captions ("crowd", "simulator");
+    ``names``, where given, head each caption (the file, or the file and tile, of a frame).
     """
     n = min(len(images), max_frames)
     cols = min(4, max(n, 1))
@@ -113,6 +123,8 @@ def plot_gallery(
         ax.imshow(images[k], cmap="afmhot", vmin=0, vmax=255)
         vote = _labels_text(hard[k], categories)
         text = f"vote: {vote}"
+        if names is not None:
+            text = f"{_short(str(names[k]))}\n{text}"
         color = "black"
         if y_true is not None:
             truth = _labels_text(y_true[k], categories)

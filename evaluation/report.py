@@ -41,7 +41,11 @@ def _resize(img: np.ndarray, size: int) -> np.ndarray:
 
 
 def load_any(
-    path: str | Path, *, size: int = 128, note: Callable[[str], None] | None = None
+    path: str | Path,
+    *,
+    size: int = 128,
+    note: Callable[[str], None] | None = None,
+    tile_nm: float | None = None,
 ) -> FrameSet:
     """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or scan file, or
     a folder of images and scan files.
@@ -52,11 +56,14 @@ def load_any(
     levels them. Frames of another size are BOX-resized to ``size``, and ``note`` (``print``,
     say) is told how many and from what sizes, which scans span another field than the family
     learned from, and which files in a folder could not be read (they are skipped).
+    ``tile_nm`` (3.7, say): a scan of known size wider than 1.5 tiles is cut into square tiles
+    of that field (:func:`instrument_bridge.prepare.tile_scan`), one frame each, named
+    ``file.sxm[r0c1]``; all tiles of a scan are one session.
 
     >>> load_any("scans/", note=print)  # doctest: +SKIP
     resized 3 of 3 frames to 128x128 (from 256x256); the family learned from ...
     """
-    fs, hw_read = _load_any(Path(path), size, note)
+    fs, hw_read, field_ok = _load_any(Path(path), size, note, tile_nm)
     small = hw_read[(hw_read < MIN_SIDE).any(axis=1)]
     if len(small):
         h, w = small[0].tolist()
@@ -65,7 +72,8 @@ def load_any(
             f"{len(small)} smaller (the first {h}x{w}); a 2-D .npy is read as one frame, "
             "a stack needs shape (N, H, W)"
         )
-    hw = hw_read[(hw_read != size).any(axis=1)]
+    # A frame already of the trained field (a tile, say) loses nothing by a resize: not noted.
+    hw = hw_read[(hw_read != size).any(axis=1) & ~field_ok]
     if note is not None and len(hw):
         shapes = sorted({f"{h}x{w}" for h, w in hw.tolist()})
         shown = ", ".join(shapes[:4]) + (", ..." if len(shapes) > 4 else "")
@@ -78,9 +86,10 @@ def load_any(
 
 
 def _load_any(
-    path: Path, size: int, note: Callable[[str], None] | None = None
-) -> tuple[FrameSet, np.ndarray]:
-    """The frames, resized to ``size``, and each frame's (height, width) as read."""
+    path: Path, size: int, note: Callable[[str], None] | None = None, tile_nm: float | None = None
+) -> tuple[FrameSet, np.ndarray, np.ndarray]:
+    """The frames, resized to ``size``, each frame's (height, width) as read, and whether its
+    field is known to be one the family learned from."""
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
     suffixes = IMAGE_SUFFIXES + SCAN_SUFFIXES
@@ -94,35 +103,38 @@ def _load_any(
             raise DataFormatError(
                 f"{path}: expected image or scan files ({', '.join(suffixes)}), found none"
             )
-        imgs, hws, names, fields, skipped = [], [], [], [], []
+        imgs, hws, names, fields, sessions, skipped = [], [], [], [], [], []
         for f in files:
             try:
-                img, hw, field = _read_one(f, size)
+                read = _read_one(f, size, tile_nm)
             except DataFormatError as e:
                 if not path.is_dir():
                     raise
                 skipped.append(str(e))  # one unreadable file must not cost a whole archive
                 continue
-            imgs.append(img)
-            hws.append(hw)
-            names.append(f.name)
-            fields.append(field)
+            for name, img, hw, field in read:
+                imgs.append(img)
+                hws.append(hw)
+                names.append(name)
+                fields.append(field)
+                sessions.append(f.stem if len(read) > 1 else path.stem)
         if not imgs:
             raise DataFormatError(
                 f"{path}: none of its {len(files)} image or scan files could be read "
                 f"(the first: {skipped[0]})"
             )
         if note is not None:
-            _note_skipped_and_fields(note, skipped, names, fields)
+            _note_skipped_and_fields(note, skipped, names, fields, tile_nm)
         hw_read = np.array(hws, np.int32)
         fs = FrameSet(
             images=np.stack(imgs),
             mean_scores=np.full((len(imgs), 6), np.nan, np.float32),
-            sessions=np.full(len(imgs), path.stem),
+            sessions=np.array(sessions),
             names=np.array(names),
             orig_hw=hw_read,
         )
-        return fs, hw_read
+        lo, hi = TRAINED_FIELD_NM
+        return fs, hw_read, np.array([bool(f) and lo <= f <= hi for f in fields])
     if path.suffix.lower() == ".npy":
         try:
             x = np.load(path, allow_pickle=False)
@@ -139,20 +151,23 @@ def _load_any(
             names=np.array([f"{path.stem}_{i}" for i in range(len(x))]),
             orig_hw=hw_read,
         )
-        return fs, hw_read
+        return fs, hw_read, np.zeros(len(fs), bool)
     fs = load_frames(path)  # its orig_hw: the scans the frames were made from; kept
     hw_read = np.tile(np.array(fs.images.shape[1:], np.int32), (len(fs), 1))
     if fs.images.shape[1:] != (size, size):
         fs.images = np.stack([_resize(f, size) for f in fs.images])
-    return fs, hw_read
+    return fs, hw_read, np.zeros(len(fs), bool)
 
 
-def _read_one(f: Path, size: int) -> tuple[np.ndarray, tuple[int, int], float | None]:
-    """One image or scan file: (uint8 frame, (height, width) as read, field in nm or None)."""
+def _read_one(f: Path, size: int, tile_nm: float | None = None) -> list[tuple]:
+    """One image or scan file: [(name, uint8 frame, (height, width) as read, field nm or None)].
+
+    One entry, or one per tile where ``tile_nm`` cuts a scan of known size into tiles.
+    """
     from training.prepare_hsi import convert_png
 
     if f.suffix.lower() in SCAN_SUFFIXES:
-        from instrument_bridge.prepare import FrameError, prepare_frame
+        from instrument_bridge.prepare import FrameError, prepare_frame, tile_scan
         from instrument_bridge.readers import ScanFileError, read_scan
 
         try:
@@ -163,11 +178,17 @@ def _read_one(f: Path, size: int) -> tuple[np.ndarray, tuple[int, int], float | 
                     f"expected a scan at least {MIN_SCANNED:.0%} done, got {scanned} of "
                     f"{len(scan.z)} lines"
                 )
+            field = float(scan.size_nm) or None
+            if tile_nm and field and field >= 1.5 * tile_nm:
+                return [
+                    (f"{f.name}[{name}]", prepare_frame(z, size=size), z.shape, tile_nm)
+                    for name, z in tile_scan(scan.z, field, tile_nm=tile_nm)
+                ]
             frame = prepare_frame(scan.z, size=size)
         except (ScanFileError, FrameError) as e:
             msg = str(e)
             raise DataFormatError(msg if str(f) in msg else f"{f.name}: {msg}") from e
-        return frame, (scanned, scan.z.shape[1]), float(scan.size_nm) or None
+        return [(f.name, frame, (scanned, scan.z.shape[1]), field)]
     try:
         img, hw = convert_png(f, size=size)
     except DataFormatError:  # not a nanomap export: read as plain grey
@@ -177,15 +198,21 @@ def _read_one(f: Path, size: int) -> tuple[np.ndarray, tuple[int, int], float | 
         except OSError as e:
             raise DataFormatError(f"{f.name}: not a readable image ({e})") from e
         img, hw = _resize(grey, size), grey.shape
-    return img, hw, None
+    return [(f.name, img, hw, None)]
 
 
-def _note_skipped_and_fields(note, skipped: list[str], names: list[str], fields: list) -> None:
+def _note_skipped_and_fields(
+    note, skipped: list[str], names: list[str], fields: list, tile_nm: float | None
+) -> None:
     if skipped:
         note(
             f"skipped {len(skipped)} file(s) that could not be read or were less than "
             f"{MIN_SCANNED:.0%} scanned; the first: {skipped[0]}"
         )
+    if tile_nm:
+        tiled = [n for n in names if n.endswith("]")]
+        if tiled:
+            note(f"cut scans into {len(tiled)} tiles of {tile_nm:g} nm")
     lo, hi = TRAINED_FIELD_NM
     known = [(n, f) for n, f in zip(names, fields, strict=True) if f]
     off = [(n, f) for n, f in known if not lo <= f <= hi]
@@ -194,8 +221,9 @@ def _note_skipped_and_fields(note, skipped: list[str], names: list[str], fields:
         span = f"{a:.3g}" if f"{a:.3g}" == f"{b:.3g}" else f"{a:.3g}-{b:.3g}"
         note(
             f"{len(off)} of {len(known)} scans of known size span {span} nm (e.g. "
-            f"{off[0][0]}); the family learned from fields of about "
-            "3.7 nm, so their votes are less reliable (a 3.7 nm crop or zoom would match)"
+            f"{off[0][0]}); the family learned from fields of about 3.7 nm, so their votes "
+            "are less reliable"
+            + ("" if tile_nm else " (--tile-nm 3.7 votes on 3.7 nm tiles of each instead)")
         )
 
 
@@ -340,6 +368,7 @@ def guess_labels(
             y_true=y_true,
             truth_name=truth_name,
             title="family vote" + ("" if y_true is None else f" vs {truth_name} labels"),
+            names=frames.names if y_true is None else None,
         )
     res = {
         "n": len(frames),

@@ -45,3 +45,44 @@ def prepare_frame(z: np.ndarray, *, size: int = 128, min_lines: int = 8) -> np.n
         else np.round((z - lo) * 255.0 / (hi - lo)).astype(np.uint8)
     )
     return np.asarray(Image.fromarray(g).resize((size, size), Image.BOX))
+
+
+def tile_scan(
+    z: np.ndarray, size_nm: float, *, tile_nm: float = 3.7, min_pixels: int = 48
+) -> list[tuple[str, np.ndarray]]:
+    """Cut a raw height map into square ``tile_nm`` tiles: the field the family learned from.
+
+    The family learned from frames about 3.7 nm across; a 20 nm scan resized whole shows the
+    lattice five times too fine. Tiles are non-overlapping and centred on the scanned part
+    (unscanned NaN lines dropped first); a scan less than 1.5 tiles across is returned whole.
+    ``size_nm`` is the fast-axis width, pixels are taken as square. Each tile is raw heights:
+    level it with :func:`prepare_frame`, as the real export levelled each frame on its own.
+    Returns ``(name, heights)`` pairs, named ``r<row>c<column>``.
+
+    >>> tiles = tile_scan(np.zeros((512, 512)), 11.2)
+    >>> [name for name, _ in tiles], tiles[0][1].shape
+    (['r0c0', 'r0c1', 'r0c2', 'r1c0', 'r1c1', 'r1c2', 'r2c0', 'r2c1', 'r2c2'], (169, 169))
+    """
+    z = np.asarray(z, dtype=np.float64)
+    if z.ndim != 2:
+        raise FrameError(f"scan: expected a 2-D height map, got shape {z.shape}")
+    if not size_nm > 0:
+        raise FrameError(f"scan: expected its width in nm to tile it, got {size_nm!r}")
+    z = z[~np.isnan(z).all(axis=1)]
+    if size_nm < 1.5 * tile_nm:
+        return [("r0c0", z)]
+    px = round(tile_nm / size_nm * z.shape[1])
+    if px < min_pixels:
+        raise FrameError(
+            f"scan: expected at least {min_pixels} pixels per {tile_nm} nm tile to resolve the "
+            f"lattice, got {px} ({z.shape[1]} pixels over {size_nm:.3g} nm)"
+        )
+    rows, cols = len(z) // px, z.shape[1] // px
+    if rows == 0:
+        raise FrameError(f"scan: expected at least {px} scanned lines for one tile, got {len(z)}")
+    top, left = (len(z) - rows * px) // 2, (z.shape[1] - cols * px) // 2
+    return [
+        (f"r{r}c{c}", z[top + r * px : top + (r + 1) * px, left + c * px : left + (c + 1) * px])
+        for r in range(rows)
+        for c in range(cols)
+    ]

@@ -198,3 +198,11 @@ def test_load_any_reads_raw_scans_and_skips_what_it_cannot_read(tmp_path, rng):
         load_any(d / "notes.dat")  # one file named on its own is an error, not a skip
     with pytest.raises(ValueError, match=r"c_partial\.sxm: expected a scan at least 25% done"):
         load_any(d / "c_partial.sxm")
+    tiled = load_any(d, note=notes.append, tile_nm=5.0)  # b_wide: 20 nm of 64 pixels, 16 a tile
+    assert list(tiled.names) == ["a.sxm", "d.png"]  # too coarse to tile: skipped with the rest
+    write_sxm(d / "e_big.sxm", rng.normal(size=(200, 200)), size_m=11.1e-9)
+    notes.clear()
+    tiled = load_any(d, note=notes.append, tile_nm=3.7)  # 67 pixels a tile: 2 x 2 tiles
+    assert list(tiled.names)[2:6] == [f"e_big.sxm[r{r}c{c}]" for r in (0, 1) for c in (0, 1)]
+    assert set(tiled.sessions[2:6]) == {"e_big"} and "cut scans into 4 tiles of 3.7 nm" in notes
+    assert not any(n.startswith("resized") and "e_big" in n for n in notes)

@@ -44,3 +44,48 @@ def test_instrument_side_imports_no_tensorflow():
         [sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True
     )
     assert out.stdout.strip() == "False"
+
+
+def _ring_power(frame: np.ndarray, lo: float, hi: float) -> float:
+    """Power of a frame between ``lo`` and ``hi`` cycles per frame."""
+    x = frame.astype(float) - frame.mean()
+    n = len(x)
+    p = np.abs(np.fft.fft2(x * np.outer(np.hanning(n), np.hanning(n)))) ** 2
+    f = np.fft.fftfreq(n, 1 / n)
+    r = np.hypot(f[:, None], f[None, :])
+    return float(p[(r >= lo) & (r < hi)].sum())
+
+
+def test_tiles_of_a_large_scan_show_the_lattice_at_the_trained_scale():
+    import stm_sim
+    from instrument_bridge.prepare import tile_scan
+
+    rng = np.random.default_rng(0)  # a row-resolving tip, its noise and defects as sampled
+    fp = stm_sim.sample_frame_params(rng, state="rows", size=384)
+    fp.fov *= 3  # an 11 nm scan: three times the field the family learned from
+    z = stm_sim.render_height(fp, rng)
+    tiles = tile_scan(z, fp.fov / 10, tile_nm=fp.fov / 30)
+    assert [name for name, _ in tiles][:4] == ["r0c0", "r0c1", "r0c2", "r1c0"] and len(tiles) == 9
+    # Rows every 7.68 A: about 4.8 cycles across a 3.7 nm frame, three times that across 11 nm.
+    whole = prepare_frame(z)  # the row peak sits among noise and defects: above its neighbours
+    assert _ring_power(whole, 12, 17) > 3 * max(
+        _ring_power(whole, 8, 12), _ring_power(whole, 17, 21)
+    )
+    for _, t in tiles:
+        tile = prepare_frame(t)
+        assert _ring_power(tile, 3.5, 6.5) > 5 * _ring_power(tile, 12, 17)
+
+
+def test_tile_scan_centres_drops_unscanned_lines_and_refuses_coarse_scans():
+    from instrument_bridge.prepare import tile_scan
+
+    z = np.zeros((300, 400))
+    z[250:] = np.nan  # a partial scan: 250 lines done
+    tiles = tile_scan(z, 20.0, tile_nm=5.0)  # 100 pixels a tile
+    assert len(tiles) == 2 * 4 and all(t.shape == (100, 100) for _, t in tiles)
+    assert not any(np.isnan(t).any() for _, t in tiles)
+    assert tile_scan(np.zeros((64, 64)), 5.0, tile_nm=3.7)[0][1].shape == (64, 64)  # < 1.5 tiles
+    with pytest.raises(FrameError, match=r"at least 48 pixels per 3.7 nm tile.*got 9"):
+        tile_scan(np.zeros((256, 256)), 100.0)
+    with pytest.raises(FrameError, match="width in nm"):
+        tile_scan(np.zeros((256, 256)), 0.0)
