@@ -98,6 +98,13 @@ def run_evaluate_guess(
             "(green in the picture)"
         )
     print(f"votes: {out_dir}/guesses.csv; picture: {out_dir}/guesses.png")
+    if res.get("by_scan"):
+        bad = [c for c in ("Tip change", "Bad/blurry") if f"{c} share" in res["by_scan"][0]]
+        n_bad = sum(any(r[f"{c} share"] > 0.5 for c in bad) for r in res["by_scan"])
+        print(
+            f"per scan ({len(res['by_scan'])} scans cut into tiles): {out_dir}/guesses_by_scan.csv; "
+            f"{n_bad} with most of their tiles voted {' or '.join(bad)}"
+        )
     if report is not None:
         from training.io import write_json_atomic
 

@@ -227,6 +227,29 @@ def _note_skipped_and_fields(
         )
 
 
+def by_scan(rows: list[dict], categories: list[str]) -> list[dict]:
+    """Tile votes (names ``file[rXcY]``) gathered per scan; [] when no frame is a tile.
+
+    >>> rows = [{"name": "a.sxm[r0c0]", "Rows": 1, "Rows p": 0.9},
+    ...         {"name": "a.sxm[r0c1]", "Rows": 0, "Rows p": 0.3}]
+    >>> by_scan(rows, ["Rows"])
+    [{'scan': 'a.sxm', 'tiles': 2, 'Rows p': 0.6, 'Rows share': 0.5}]
+    """
+    groups: dict[str, list[dict]] = {}
+    for r in rows:
+        name = r["name"]
+        if name.endswith("]") and "[r" in name:
+            groups.setdefault(name[: name.rindex("[r")], []).append(r)
+    out = []
+    for scan, rs in groups.items():
+        row: dict = {"scan": scan, "tiles": len(rs)}
+        for c in categories:
+            row[f"{c} p"] = round(float(np.mean([r[f"{c} p"] for r in rs])), 4)
+            row[f"{c} share"] = round(float(np.mean([r[c] for r in rs])), 3)
+        out.append(row)
+    return out
+
+
 def _fmt(v: float) -> str:
     return "n/a" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.3f}"
 
@@ -335,7 +358,10 @@ def guess_labels(
     """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked.
 
     ``y_true`` (0/1, one column per family category), where known, goes into the picture's
-    captions under ``truth_name``, and the result gets ``exact_match``.
+    captions under ``truth_name``, and the result gets ``exact_match``. Where frames are tiles
+    of scans (names ``file.sxm[r0c1]``, :func:`load_any` with ``tile_nm``), a second CSV beside
+    ``out`` (``<out>_by_scan.csv``) gives each scan its tiles' mean probability and the share
+    of its tiles voted positive, per category, and the result gets ``by_scan``.
     """
     from evaluation import plots
 
@@ -375,6 +401,14 @@ def guess_labels(
         "votes": rows,
         "positive_rate": dict(zip(cats, vote.hard.mean(0).tolist(), strict=True)),
     }
+    scans = by_scan(rows, cats)
+    if scans:
+        res["by_scan"] = scans
+        if out is not None:
+            with out.with_name(f"{out.stem}_by_scan.csv").open("w", newline="") as f:
+                w = csv.DictWriter(f, fieldnames=list(scans[0]))
+                w.writeheader()
+                w.writerows(scans)
     if y_true is not None:
         res["exact_match"] = float(np.all(vote.hard == y_true, axis=1).mean())
     return res

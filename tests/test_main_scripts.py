@@ -90,6 +90,24 @@ def test_main_evaluate_guess_guesses_and_evaluates(tmp_path, tiny_family_dir, si
     assert r["n"] == 20 and "good_vs_bad" in r and "Rows" in r["per_category"]
 
 
+def test_main_evaluate_guess_votes_on_tiles_of_raw_scans(tmp_path, tiny_family_dir, capsys):
+    from test_instrument_bridge_readers import write_sxm
+
+    rng = np.random.default_rng(0)
+    d = tmp_path / "scans"
+    d.mkdir()
+    write_sxm(d / "big.sxm", rng.normal(size=(201, 201)), size_m=11.1e-9)  # 3 x 3.7 nm
+    write_sxm(d / "small.sxm", rng.normal(size=(64, 64)))
+    out = tmp_path / "g"
+    args = ["--family", str(tiny_family_dir), "--data", str(d), "--tile-nm", "3.7"]
+    assert main_evaluate_guess.main([*args, "--out-dir", str(out)]) == 0
+    votes = (out / "guesses.csv").read_text().splitlines()
+    assert len(votes) == 1 + 9 + 1 and votes[1].startswith("big.sxm[r0c0],")
+    per_scan = (out / "guesses_by_scan.csv").read_text().splitlines()
+    assert len(per_scan) == 2 and per_scan[1].startswith("big.sxm,9,")  # small.sxm: not tiled
+    assert "cut scans into 9 tiles of 3.7 nm" in capsys.readouterr().out
+
+
 def test_shipped_family_demo_runs(tmp_path, capsys):
     fam = ROOT / "models" / "hsi_family"
     assert (fam / "manifest.json").exists(), "the shipped family is missing from models/"
