@@ -12,6 +12,7 @@ from collections.abc import Callable
 
 from instrument_bridge.client import BridgeClient
 from instrument_bridge.instrument import Action, InstrumentTimeout, SafeInstrument
+from instrument_bridge.session_log import counted
 
 
 @dataclasses.dataclass
@@ -40,18 +41,18 @@ class LoopSummary:
             '1 scan, 1 action (1 sent, 0 refused by the safety limits), 0 instrument timeouts'
         """
         s = (
-            f"{_n(self.scans, 'scan')}, {_n(self.actions, 'action')} ({self.actions_sent} sent, "
+            f"{counted(self.scans, 'scan')}, {counted(self.actions, 'action')} ({self.actions_sent} sent, "
             f"{self.refused} refused by the safety limits), "
-            f"{_n(self.timeouts, 'instrument timeout')}"
+            f"{counted(self.timeouts, 'instrument timeout')}"
         )
         if self.scans_to_good is not None:
             s += (
-                f"; good tip after {_n(self.scans_to_good, 'scan')} and "
-                f"{_n(self.actions_to_good, 'action')} "
+                f"; good tip after {counted(self.scans_to_good, 'scan')} and "
+                f"{counted(self.actions_to_good, 'action')} "
                 f"({self.seconds_to_good / 60:.1f} instrument-minutes)"
             )
         if self.false_actions:
-            s += f"; {_n(self.false_actions, 'action')} while the tip was already good"
+            s += f"; {counted(self.false_actions, 'action')} while the tip was already good"
         if self.called_person:
             s += "; the policy gave up and called a person"
         if self.stopped_by_operator:
@@ -136,7 +137,3 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
             good_run = 0
         if stop_after_good and good_run >= stop_after_good and out.scans_to_good is not None:
             break
-
-
-def _n(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"

@@ -205,8 +205,8 @@ def plot_timeline(folder: str | Path, out: str | Path | None = None, *, thumbs: 
     ax.set_xlabel("scan")
     ax.set_ylabel("soft vote (mean member probability)")
     n_dry = sum(verdicts[i].get("id") in dry for i in acted)
-    title = f"Live session {folder}: {_n(len(verdicts), 'scan')}, "
-    title += f"{_n(len(acted), 'action')}" + (f" ({n_dry} dry run)" if n_dry else "")
+    title = f"Live session {folder}: {counted(len(verdicts), 'scan')}, "
+    title += f"{counted(len(acted), 'action')}" + (f" ({n_dry} dry run)" if n_dry else "")
     if frames:
         fig.suptitle(title)
     else:
@@ -241,5 +241,10 @@ def _read_thumbs(folder: str | Path, verdicts: list[dict], most: int) -> list:
         return [(have[k][0], ds[have[k][1]]) for k in sorted(set(pick.tolist()))]
 
 
-def _n(count: int, noun: str) -> str:
+def counted(count: int, noun: str) -> str:
+    """``"1 scan"``, ``"2 scans"``: a count with its noun, for the operator's lines.
+
+    >>> counted(1, "action"), counted(0, "action")
+    ('1 action', '0 actions')
+    """
     return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
