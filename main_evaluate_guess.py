@@ -3,7 +3,6 @@
     python main_evaluate_guess.py                                  # shipped family, simulated frames
     python main_evaluate_guess.py --data frames.h5 --report out.json   # evaluate (labelled rows)
     python main_evaluate_guess.py --data scans/ --guess            # guess labels for a folder
-    python main_evaluate_guess.py --data scans/ --tile-nm 3.7      # large scans: 3.7 nm tiles
     python main_evaluate_guess.py --live sim --scans 60            # the live loop, simulated STM
     python main_evaluate_guess.py --live nanonis:192.168.1.5:6501  # a real controller (dry run)
 
@@ -33,10 +32,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--tile-nm",
         type=float,
-        default=None,
+        default=3.7,
         metavar="NM",
-        help="cut raw scans wider than 1.5 tiles into square tiles of this field, one vote "
-        "each; 3.7 matches the frames the family learned from (default: vote on whole scans)",
+        help="raw scans (and live scans) wider than 1.5 tiles are voted in square tiles of this "
+        "field, the one the family learned from; 0 votes on whole scans (default 3.7)",
     )
     ap.add_argument("--report", default=None, help="write the metrics (or votes) as JSON here")
     ap.add_argument(
@@ -129,6 +128,7 @@ def _run(args: argparse.Namespace) -> int:
             tta=args.tta,
             undo_class_weights=args.undo_class_weights,
             companion=False if args.no_companion else args.companion,
+            tile_nm=args.tile_nm or None,
         )
 
     from evaluation.cli import DEFAULT_FAMILY, run_evaluate_guess
@@ -144,7 +144,7 @@ def _run(args: argparse.Namespace) -> int:
         tta=args.tta,
         undo_class_weights=args.undo_class_weights,
         companion=False if args.no_companion else args.companion,
-        tile_nm=args.tile_nm,
+        tile_nm=args.tile_nm or None,
     )
     return 0
 

@@ -72,12 +72,14 @@ def run_live(
     tta: bool = False,
     undo_class_weights: bool = False,
     companion: str | Path | bool | None = None,
+    tile_nm: float | None = 3.7,
 ) -> LoopSummary:
     """Run the loop end to end and return its summary (also written to ``summary.json``).
 
     ``tta``/``undo_class_weights``/``companion``: how the family votes
     (:meth:`cnn_family.Family.vote`; ``companion`` a spectral companion's path, None for the
-    family's own, False for the members alone).
+    family's own, False for the members alone). ``tile_nm``: scans wider than 1.5 tiles are
+    voted in tiles of this field (:class:`~instrument_bridge.server.BridgeServer`).
     """
     if voter is None:
         if family is None:
@@ -88,7 +90,9 @@ def run_live(
     log_dir = Path(log_dir)
     with contextlib.ExitStack() as stack:
         inst = make_instrument(instrument, seed=seed, stack=stack)
-        server = BridgeServer(voter, endpoint=endpoint, policy=policy, log_dir=log_dir).start()
+        server = BridgeServer(
+            voter, endpoint=endpoint, policy=policy, log_dir=log_dir, tile_nm=tile_nm
+        ).start()
         stack.callback(server.stop)
         clock = getattr(inst, "clock", None)
         safe = SafeInstrument(inst, limits=limits, dry_run=dry_run, clock=clock)
@@ -117,6 +121,7 @@ def live_main(
     tta: bool = False,
     undo_class_weights: bool = False,
     companion: str | Path | bool | None = None,
+    tile_nm: float | None = 3.7,
 ) -> int:
     """The ``--live`` command: run the loop, print the summary and where the log is."""
     import dataclasses
@@ -141,6 +146,7 @@ def live_main(
         tta=tta,
         undo_class_weights=undo_class_weights,
         companion=companion,
+        tile_nm=tile_nm,
     )
     print(s.describe())
     print(f"session log: {log_dir}/records.jsonl, frames.h5; timeline: {log_dir}/timeline.png")

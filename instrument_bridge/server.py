@@ -28,7 +28,7 @@ import numpy as np
 import zmq
 
 from instrument_bridge.policy import PolicyConfig, TipPolicy
-from instrument_bridge.prepare import FrameError, prepare_frame
+from instrument_bridge.prepare import FrameError, prepare_frame, tile_scan
 from instrument_bridge.protocol import (
     Message,
     ProtocolError,
@@ -101,8 +101,12 @@ class BridgeServer:
         curve: CurveKeys | None = None,
         poll_ms: int = 50,
         dedup: int = 20000,
+        tile_nm: float | None = 3.7,
     ):
         self.voter = voter
+        # A scan wider than 1.5 tiles is voted tile by tile (the family learned 3.7 nm frames);
+        # its verdict is the tiles' mean soft vote and their majority. None: whole scans only.
+        self.tile_nm = tile_nm
         self.endpoint = endpoint
         self.policy_config = policy or PolicyConfig()
         self.policies: dict[str, TipPolicy] = {}
@@ -215,13 +219,14 @@ class BridgeServer:
                 try:
                     z = check_scan(msg)
                     frame = prepare_frame(z)
+                    tiles = self._tiles(z, msg.body.get("size_nm"))
                 except (ProtocolError, FrameError) as e:
                     code = getattr(e, "code", "bad_frame")
                     self.stats["errors"] += 1
                     self._record("error", code=code, message=str(e), parent=msg.id)
                     replies.append((ident, error_message(code, str(e), parent=msg.id)))
                     continue
-                scans.append((len(replies), ident, msg, frame, z))
+                scans.append((len(replies), ident, msg, frame, tiles))
                 replies.append(None)
             elif msg.type == "override":
                 instrument = str(msg.body.get("instrument", "default"))
@@ -243,6 +248,18 @@ class BridgeServer:
                 replies[pos] = (ident, reply)
         return [r for r in replies if r is not None]
 
+    def _tiles(self, z: np.ndarray, size_nm) -> np.ndarray | None:
+        """The scan's tiles as frames, or None where it is voted whole."""
+        if not self.tile_nm or not isinstance(size_nm, int | float) or size_nm <= 0:
+            return None
+        if size_nm < 1.5 * self.tile_nm:
+            return None
+        try:
+            tiles = tile_scan(z, float(size_nm), tile_nm=self.tile_nm)
+        except FrameError:  # too coarse to tile: the whole scan, as before tiling existed
+            return None
+        return np.stack([prepare_frame(t) for _, t in tiles])
+
     def _vote(self, scans):
         out = []
         # Newest first: the operator wants the current tip state, so under overload the
@@ -256,9 +273,10 @@ class BridgeServer:
                 out.append((pos, ident, error_message("overloaded", text, parent=msg.id)))
         for start in range(0, len(scans), self.max_batch):
             chunk = scans[start : start + self.max_batch]
-            frames = np.stack([s[3] for s in chunk])
+            # A scan's own frame, or its tiles: one voter call for all of them.
+            views = [s[4] if s[4] is not None else s[3][None] for s in chunk]
             t0 = time.perf_counter()
-            soft, hard, agree = self.voter(frames)
+            soft, hard, agree = _per_scan(self.voter(np.concatenate(views)), views)
             dt = time.perf_counter() - t0
             self.inference_seconds += dt
             for j, (pos, ident, msg, frame, _) in enumerate(chunk):
@@ -276,6 +294,8 @@ class BridgeServer:
                     "instrument": instrument,
                     "inference_ms": round(1e3 * dt / len(chunk), 3),
                 }
+                if len(views[j]) > 1:
+                    body["tiles"] = len(views[j])
                 reply = msg.reply("verdict", body)
                 self.stats["scans"] += 1
                 self.stats["verdicts"] += 1
@@ -288,9 +308,31 @@ class BridgeServer:
                         scan={k: v for k, v in msg.body.items() if k != "truth"},
                         frame=row,
                         truth=msg.body.get("truth"),
-                        **{k: body[k] for k in ("categories", "soft", "hard", "agreement")},
+                        **{
+                            k: body[k]
+                            for k in ("categories", "soft", "hard", "agreement", "tiles")
+                            if k in body
+                        },
                         decision=body["decision"],
                     )
                 self._remember(msg.id, reply)
                 out.append((pos, ident, reply))
         return out
+
+
+def _per_scan(votes, views: list[np.ndarray]):
+    """Per-frame (soft, hard, agreement) -> one per scan: the mean soft vote of its frames,
+    a strict majority of their hard votes (a tie is negative: no action on a split) and the
+    mean agreement."""
+    soft, hard, agree = (np.asarray(a) for a in votes)
+    if all(len(v) == 1 for v in views):
+        return soft, hard, agree
+    ends = np.cumsum([len(v) for v in views])
+    starts = ends - np.array([len(v) for v in views])
+    return (
+        np.stack([soft[a:b].mean(0) for a, b in zip(starts, ends, strict=True)]),
+        np.stack(
+            [(hard[a:b].mean(0) > 0.5).astype(int) for a, b in zip(starts, ends, strict=True)]
+        ),
+        np.stack([agree[a:b].mean(0) for a, b in zip(starts, ends, strict=True)]),
+    )

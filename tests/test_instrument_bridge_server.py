@@ -141,6 +141,37 @@ def test_overload_votes_newest_and_logs_every_refusal(tmp_path, rng):
     assert sum(r["type"] == "verdict" for r in recs) == 4
 
 
+def test_a_wide_scan_is_voted_in_tiles_and_a_split_vote_is_negative(tmp_path, rng):
+    calls = []
+
+    def voter(frames):
+        calls.append(len(frames))
+        n = len(frames)
+        soft, hard = np.zeros((n, 6)), np.zeros((n, 6), np.uint8)
+        hard[:5, 5] = soft[:5, 5] = 1  # Bad/blurry on 5 of the 9 tiles of the wide scan
+        hard[:4, 2] = soft[:4, 2] = 1  # Dimers on 4 of them
+        return soft, hard, np.ones((n, 6))
+
+    srv = BridgeServer(voter, log_dir=tmp_path / "log")
+    wide, small = rng.normal(size=(201, 201)), rng.normal(size=(128, 128))
+    msgs = [
+        Message("scan", body=scan_body(size_nm=11.1, pixels=(201, 201)), arrays={"z": wide}),
+        Message("scan", body=scan_body(size_nm=3.7, pixels=(128, 128)), arrays={"z": small}),
+    ]
+    (_, a), (_, b) = srv.handle([[b"id", *serialize(m)] for m in msgs])
+    srv.log.close()
+    assert calls == [9 + 1]  # one voter call: the wide scan's 9 tiles and the small scan
+    assert a.body["tiles"] == 9 and "tiles" not in b.body
+    assert a.body["hard"][5] == 1 and a.body["hard"][2] == 0  # 5 of 9 yes; 4 of 9 no
+    assert a.body["soft"][5] == pytest.approx(5 / 9, abs=1e-4)
+    recs = [r for r in read_log(tmp_path / "log") if r["type"] == "verdict"]
+    assert recs[0]["tiles"] == 9 and read_frames(tmp_path / "log").shape == (2, 128, 128)
+    whole = BridgeServer(voter, tile_nm=None)  # tiling off: every scan is one frame
+    calls.clear()
+    whole.handle([[b"id", *serialize(m)] for m in msgs])
+    assert calls == [2]
+
+
 def test_client_times_out_cleanly_when_no_server():
     with BridgeClient("tcp://127.0.0.1:1", timeout_s=0.2, retries=1) as c:
         t = time.monotonic()
