@@ -194,6 +194,13 @@ class NanonisClient:
         r.error()
         return name, data, up
 
+    def frame_get(self) -> tuple[float, float, float, float, float]:
+        """The scan frame: centre x, centre y, width, height (m) and angle (degrees)."""
+        r = self.call("Scan.FrameGet")
+        vals = r.take("fffff")
+        r.error()
+        return tuple(float(v) for v in vals)
+
     def frame_set(
         self, x_m: float, y_m: float, w_m: float, h_m: float, angle_deg: float = 0.0
     ) -> None:
@@ -234,8 +241,9 @@ class NanonisClient:
 class NanonisInstrument:
     """The :class:`~instrument_bridge.instrument.Instrument` interface over a Nanonis controller.
 
-    Frames are read from channel ``channel`` (14 = Z on a default set-up) in ``size_nm``
-    frames; a fresh area is the frame moved by ``step_nm`` along a raster.
+    Frames are read from channel ``channel`` (14 = Z on a default set-up), each with the
+    controller's frame width (``Scan.FrameGet``); a fresh area is a ``size_nm`` frame moved by
+    ``step_nm`` along a raster.
     """
 
     def __init__(
@@ -259,9 +267,12 @@ class NanonisInstrument:
             raise InstrumentTimeout(f"Nanonis: scan not finished in {timeout} s")
         _name, z, _ = self.client.frame_data_grab(self.channel, True)
         done = int((~np.isnan(z).all(axis=1)).sum())
+        # The frame as the controller has it (an operator may have changed it), so that the
+        # bridge knows the field: wider scans are voted in tiles of the family's 3.7 nm.
+        width_nm = self.client.frame_get()[2] * 1e9
         return ScanResult(
             z=z.astype(np.float64),
-            size_nm=self.size_nm,
+            size_nm=width_nm if width_nm > 0 else self.size_nm,
             direction="down",
             lines_done=None if done == len(z) else done,
             source=path,

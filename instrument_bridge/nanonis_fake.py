@@ -48,6 +48,9 @@ class FakeNanonisServer:
         self._last = None
         self._n = 0
         self._shaper = {}
+        # Centre x, y, width, height (m), angle (deg): the simulated frame's field until set.
+        fov_m = self.microscope.fov_a * self.microscope.size / 128 * 1e-10
+        self._frame = (0.0, 0.0, fov_m, fov_m, 0.0)
         self._lock = threading.Lock()
         fake = self
 
@@ -128,9 +131,11 @@ class FakeNanonisServer:
                 + struct.pack(">I", 0),
             )
         if name == "Scan.FrameSet":
-            r.take("fffff")
+            self._frame = tuple(float(v) for v in r.take("fffff"))
             m.move_to_fresh_area()
             return encode_response(name, b"")
+        if name == "Scan.FrameGet":
+            return encode_response(name, struct.pack(">fffff", *self._frame))
         if name == "Bias.Pulse":
             _wait, width, bias, _hold, _abs = r.take("IffHH")
             self.pulses.append((float(bias), float(width)))

@@ -45,6 +45,19 @@ def test_version_scan_and_unknown_command():
         c.close()
 
 
+def test_scans_report_the_controllers_frame_width():
+    with FakeNanonisServer(seed=0) as fake:
+        c = NanonisClient("127.0.0.1", fake.port, timeout=5)
+        assert c.frame_get()[2] == pytest.approx(3.7e-9)  # the simulated field until set
+        c.frame_set(1e-8, 2e-8, 2e-8, 2e-8, 0.0)
+        assert c.frame_get() == pytest.approx((1e-8, 2e-8, 2e-8, 2e-8, 0.0))
+        c.close()
+        inst = NanonisInstrument("127.0.0.1", fake.port, timeout=5)
+        assert inst.scan(timeout=5).size_nm == pytest.approx(20.0)  # as an operator left it
+        inst.move_to_fresh_area()  # the adapter's own frames: 3.7 nm
+        assert inst.scan(timeout=5).size_nm == pytest.approx(3.7)
+
+
 def test_partial_frame_has_nan_lines():
     with FakeNanonisServer(seed=1, partial_lines=30) as fake:
         c = NanonisClient("127.0.0.1", fake.port, timeout=5)
