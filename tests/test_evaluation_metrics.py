@@ -206,3 +206,20 @@ def test_load_any_reads_raw_scans_and_skips_what_it_cannot_read(tmp_path, rng):
     assert list(tiled.names)[2:6] == [f"e_big.sxm[r{r}c{c}]" for r in (0, 1) for c in (0, 1)]
     assert set(tiled.sessions[2:6]) == {"e_big"} and "cut scans into 4 tiles of 3.7 nm" in notes
     assert not any(n.startswith("resized") and "e_big" in n for n in notes)
+
+
+def test_tiles_benchmark_votes_wide_scans_three_ways(tiny_family_dir):
+    """benchmarks/tiles.py: wide simulated scans, whole against tiles, with their labels."""
+    import importlib.util
+
+    from conftest import ROOT
+
+    spec = importlib.util.spec_from_file_location("tl", ROOT / "benchmarks" / "tiles.py")
+    tl = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(tl)
+    zs, y, fields = tl.wide_scans(3, seed=0)
+    assert zs[0].shape == (384, 384) and y.shape == (3, 6) and 10 < fields[0] < 12
+    r = tl.measure(tiny_family_dir, n=12, seed=0)
+    assert r["tiles_per_scan"] == 9 and r["scans"] == 12
+    for way in ("whole", "tiles", "centre_tile", "ordinary_3.7nm_frames"):
+        assert 0 <= r[way]["mean_roc_auc"] <= 1
