@@ -240,6 +240,7 @@ def _option_problems(parser: argparse.ArgumentParser, prefix: str = "") -> list[
         "training.shards",
         "training.drive",
         "training.prepare_hsi",
+        "training.prepare_scans",
     ],
 )
 def test_every_option_says_what_it_does_and_its_default(module, monkeypatch):
