@@ -53,7 +53,7 @@ def run_evaluate_guess(
         print(f"{fam}: voting on {len(frames)} simulated H:Si(100) frames (no --data given)")
     else:
         notes: list[str] = []
-        frames = load_any(data, note=notes.append, tile_nm=tile_nm)
+        frames = load_any(data, note=notes.append, tile_nm=tile_nm, progress=True)
         print(f"{fam}: {len(frames)} frames from {data}", *notes, sep="\n")
     # The demo (no --data) shows what an operator sees, votes on new frames, with the
     # simulator's labels beside them.

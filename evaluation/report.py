@@ -46,6 +46,7 @@ def load_any(
     size: int = 128,
     note: Callable[[str], None] | None = None,
     tile_nm: float | None = None,
+    progress: bool = False,
 ) -> FrameSet:
     """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or scan file, or
     a folder of images and scan files.
@@ -58,12 +59,13 @@ def load_any(
     learned from, and which files in a folder could not be read (they are skipped).
     ``tile_nm`` (3.7, say): a scan of known size wider than 1.5 tiles is cut into square tiles
     of that field (:func:`instrument_bridge.prepare.tile_scan`), one frame each, named
-    ``file.sxm[r0c1]``; all tiles of a scan are one session.
+    ``file.sxm[r0c1]``; all tiles of a scan are one session. ``progress``: a bar over the
+    files of a folder (from 20 files on).
 
     >>> load_any("scans/", note=print)  # doctest: +SKIP
     resized 3 of 3 frames to 128x128 (from 256x256); the family learned from ...
     """
-    fs, hw_read, field_ok = _load_any(Path(path), size, note, tile_nm)
+    fs, hw_read, field_ok = _load_any(Path(path), size, note, tile_nm, progress)
     small = hw_read[(hw_read < MIN_SIDE).any(axis=1)]
     if len(small):
         h, w = small[0].tolist()
@@ -86,7 +88,11 @@ def load_any(
 
 
 def _load_any(
-    path: Path, size: int, note: Callable[[str], None] | None = None, tile_nm: float | None = None
+    path: Path,
+    size: int,
+    note: Callable[[str], None] | None = None,
+    tile_nm: float | None = None,
+    progress: bool = False,
 ) -> tuple[FrameSet, np.ndarray, np.ndarray]:
     """The frames, resized to ``size``, each frame's (height, width) as read, and whether its
     field is known to be one the family learned from."""
@@ -104,7 +110,10 @@ def _load_any(
                 f"{path}: expected image or scan files ({', '.join(suffixes)}), found none"
             )
         imgs, hws, names, fields, sessions, skipped = [], [], [], [], [], []
-        for f in files:
+        from tqdm import tqdm
+
+        bar = tqdm(files, desc="reading", unit="file", disable=not progress or len(files) < 20)
+        for f in bar:
             try:
                 read = _read_one(f, size, tile_nm)
             except DataFormatError as e:

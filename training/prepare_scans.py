@@ -93,7 +93,7 @@ def prepare_scans(
     from evaluation.report import load_any
 
     scores, sessions = read_label_csv(labels_csv)
-    fs = load_any(src, note=note, tile_nm=tile_nm)
+    fs = load_any(src, note=note, tile_nm=tile_nm, progress=True)
     # A tile "f.sxm[r0c1]" takes the row of its scan "f.sxm".
     files = np.array([n.rsplit("[r", 1)[0] if n.endswith("]") else n for n in fs.names])
     unknown = sorted(set(scores) - set(files))
