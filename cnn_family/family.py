@@ -261,13 +261,16 @@ class Family:
             self._fn = fn
         return self._fn
 
-    def predict_members(self, x, *, batch_size: int | None = None, tta: bool = False) -> np.ndarray:
+    def predict_members(
+        self, x, *, batch_size: int | None = None, tta: bool = False, progress: bool = False
+    ) -> np.ndarray:
         """Member probabilities (N, C, K) for frames x (uint8 (N, H, W) or (N, H, W, 1)).
 
         ``batch_size`` None: 16 frames per call on a CPU (the activations of 16 frames stay in
         cache; larger chunks are slower per frame, see benchmarks/speed.py), 256 on a GPU.
         ``tta``: average each member over the frame and its horizontal, vertical and double flip
         (the label-preserving views the training pipeline augments with; 4x the compute).
+        ``progress``: a bar over the frames (from 1,000 frames on).
 
         >>> fam.predict_members(frames, tta=True).shape  # doctest: +SKIP
         (N, 6, 3)
@@ -276,13 +279,15 @@ class Family:
             xb = _as_batch(x)
             views = (xb, xb[:, :, ::-1], xb[:, ::-1, :], xb[:, ::-1, ::-1])
             # One call over the stacked views keeps the batching; split and average after.
-            probs = self.predict_members(np.concatenate(views), batch_size=batch_size)
+            probs = self.predict_members(
+                np.concatenate(views), batch_size=batch_size, progress=progress
+            )
             return probs.reshape(len(views), len(xb), *probs.shape[1:]).mean(axis=0)
         xb = self._frames(x)
         if batch_size is None:
             batch_size = 256 if _on_gpu() else 16
         fn = self._compiled()
-        parts = self._chunked(fn, xb, batch_size)
+        parts = self._chunked(fn, xb, batch_size, progress=progress)
         flat = np.concatenate(parts) if parts else np.zeros((0, len(self.categories) * self.k))
         return flat.reshape(len(xb), len(self.categories), self.k)
 
@@ -330,23 +335,29 @@ class Family:
         return np.concatenate(parts).reshape(len(xb), -1)
 
     @staticmethod
-    def _chunked(fn, xb: np.ndarray, batch_size: int) -> list[np.ndarray]:
+    def _chunked(fn, xb: np.ndarray, batch_size: int, progress: bool = False) -> list[np.ndarray]:
         """``fn`` over ``xb`` in chunks of ``batch_size`` rows.
 
         Under JAX (or torch) a short last chunk is padded and its padding cut off after: every
         call then has one shape, and JAX compiles once instead of once per shape (minutes for a
         full-width family on a GPU). TensorFlow's traced function takes any batch size.
         """
+        from tqdm import tqdm
+
         from cnn_family.backend import backend_name
 
         pad = backend_name() != "tensorflow" and len(xb) > batch_size
         parts = []
-        for i in range(0, len(xb), batch_size):
-            c = xb[i : i + batch_size]
-            n = len(c)
-            if pad and n < batch_size:
-                c = np.concatenate([c, np.zeros((batch_size - n, *c.shape[1:]), c.dtype)])
-            parts.append(np.asarray(fn(c))[:n])
+        with tqdm(
+            total=len(xb), desc="voting", unit="frame", disable=not progress or len(xb) < 1000
+        ) as bar:
+            for i in range(0, len(xb), batch_size):
+                c = xb[i : i + batch_size]
+                n = len(c)
+                if pad and n < batch_size:
+                    c = np.concatenate([c, np.zeros((batch_size - n, *c.shape[1:]), c.dtype)])
+                parts.append(np.asarray(fn(c))[:n])
+                bar.update(n)
         return parts
 
     def vote(
@@ -358,6 +369,7 @@ class Family:
         tta: bool = False,
         undo_class_weights: bool = False,
         companion=None,
+        progress: bool = False,
     ) -> Vote:
         """The majority vote (and soft vote, agreement) on frames x.
 
@@ -369,6 +381,7 @@ class Family:
         strict majority of K + 1, i.e. 3 of 4). ``None`` (the default) uses the family's own
         companion when it has one (:attr:`companion`, fitted on its training frames: measured
         better on every fold, ``benchmarks/companion_folds.py``); ``False``: the members alone.
+        ``progress``: a bar over the frames (from 1,000 frames on).
 
         >>> fam.vote(frames, tta=True, undo_class_weights=True).hard  # doctest: +SKIP
         >>> fam.vote(frames, companion=False).member_probs.shape      # doctest: +SKIP
@@ -381,7 +394,7 @@ class Family:
                 "companion: expected None (the family's own), False or a SpectralCompanion, "
                 "got True"
             )
-        probs = self.predict_members(x, batch_size=batch_size, tta=tta)
+        probs = self.predict_members(x, batch_size=batch_size, tta=tta, progress=progress)
         if undo_class_weights:
             probs = self.undo_class_weights(probs)
         if companion is not None and companion is not False:

@@ -66,6 +66,7 @@ def run_evaluate_guess(
             tta=tta,
             undo_class_weights=undo_class_weights,
             companion=comp,
+            progress=True,
         )
         print(metrics_markdown(m, title=f"{Path(family_dir).name} on {data or 'simulated frames'}"))
         print(
@@ -87,6 +88,7 @@ def run_evaluate_guess(
         tta=tta,
         undo_class_weights=undo_class_weights,
         companion=comp,
+        progress=True,
         y_true=y_sim,
         truth_name="simulator",
     )

@@ -300,11 +300,13 @@ def evaluate_family(
     tta: bool = False,
     undo_class_weights: bool = False,
     companion=None,
+    progress: bool = False,
 ) -> dict:
     """Vote on the labelled frames, compute every metric, write JSON/Markdown/PNGs if asked.
 
     Unlabelled frames are skipped (their count is reported as ``n_skipped_unlabelled``).
-    ``tta``, ``undo_class_weights`` and ``companion`` as in :meth:`cnn_family.Family.vote`.
+    ``tta``, ``undo_class_weights``, ``companion`` and ``progress`` as in
+    :meth:`cnn_family.Family.vote`.
     """
     from evaluation import plots
 
@@ -320,7 +322,12 @@ def evaluate_family(
     cols = [CATEGORIES.index(c) for c in cats]
     y = y[:, cols]
     vote = family.vote(
-        sub.images, y, tta=tta, undo_class_weights=undo_class_weights, companion=companion
+        sub.images,
+        y,
+        tta=tta,
+        undo_class_weights=undo_class_weights,
+        companion=companion,
+        progress=progress,
     )
     m = evaluate(vote.hard, vote.soft, y, cats, agreement=vote.agreement)
     m["tta"] = bool(tta)
@@ -363,6 +370,7 @@ def guess_labels(
     companion=None,
     y_true: np.ndarray | None = None,
     truth_name: str = "crowd",
+    progress: bool = False,
 ) -> dict:
     """Vote on every frame; write a CSV (one row per frame) and a gallery PNG if asked.
 
@@ -370,12 +378,17 @@ def guess_labels(
     captions under ``truth_name``, and the result gets ``exact_match``. Where frames are tiles
     of scans (names ``file.sxm[r0c1]``, :func:`load_any` with ``tile_nm``), a second CSV beside
     ``out`` (``<out>_by_scan.csv``) gives each scan its tiles' mean probability and the share
-    of its tiles voted positive, per category, and the result gets ``by_scan``.
+    of its tiles voted positive, per category, and the result gets ``by_scan``. ``progress``:
+    a bar over the frames, as in :meth:`cnn_family.Family.vote`.
     """
     from evaluation import plots
 
     vote = family.vote(
-        frames.images, tta=tta, undo_class_weights=undo_class_weights, companion=companion
+        frames.images,
+        tta=tta,
+        undo_class_weights=undo_class_weights,
+        companion=companion,
+        progress=progress,
     )
     cats = list(family.categories)
     rows = []
