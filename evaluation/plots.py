@@ -168,3 +168,75 @@ def plot_training_curves(family_dir: str | Path, path) -> Path:
     a2.legend(fontsize=8)
     fig.tight_layout()
     return _save(fig, path)
+
+
+def plot_tiled_scans(
+    names: Sequence[str],
+    images: np.ndarray,
+    soft: np.ndarray,
+    categories: Sequence[str],
+    path,
+    *,
+    max_scans: int = 6,
+) -> Path | None:
+    """Each scan voted in tiles as a mosaic of its tiles, every tile framed by its P(bad tip).
+
+    Tiles are named ``file[r<row>c<col>]`` (:func:`evaluation.report.load_any`); each is levelled
+    on its own, so the seams show. A tile's frame runs from green (P(bad tip) 0) to red (1);
+    the caption names the scan, its tiles' mean P(bad tip) and its commonest voted label.
+    Returns the PNG, or None when no frame is a tile.
+    """
+    import re
+
+    pat = re.compile(r"^(.*)\[r(\d+)c(\d+)\]$")
+    scans: dict[str, list[tuple[int, int, int]]] = {}
+    for i, n in enumerate(names):
+        m = pat.match(str(n))
+        if m:
+            scans.setdefault(m.group(1), []).append((int(m.group(2)), int(m.group(3)), i))
+    if not scans:
+        return None
+    bad = [j for j, c in enumerate(categories) if c in ("Tip change", "Bad/blurry")]
+    shown = list(scans.items())[:max_scans]
+    cols = min(3, len(shown))
+    rows = int(np.ceil(len(shown) / cols))
+    fig, axes = plt.subplots(
+        rows, cols, figsize=(4.2 * cols, 4.6 * rows), squeeze=False, layout="constrained"
+    )
+    cmap = plt.get_cmap("RdYlGn_r")
+    for ax, (scan, tiles) in zip(axes.flat, shown, strict=False):
+        n_r = max(r for r, _, _ in tiles) + 1
+        n_c = max(c for _, c, _ in tiles) + 1
+        side = images.shape[1]
+        mosaic = np.zeros((n_r * side, n_c * side), images.dtype)
+        for r, c, i in tiles:
+            mosaic[r * side : (r + 1) * side, c * side : (c + 1) * side] = images[i]
+        ax.imshow(mosaic, cmap="gray", vmin=0, vmax=255)  # grey, so the frames stand out
+        p_bad = []
+        for r, c, i in tiles:
+            p = float(soft[i, bad].max()) if bad else 0.0
+            p_bad.append(p)
+            ax.add_patch(
+                plt.Rectangle(
+                    (c * side + 2, r * side + 2),
+                    side - 4,
+                    side - 4,
+                    fill=False,
+                    lw=2.5,
+                    edgecolor=cmap(p),
+                )
+            )
+        idx = [i for _, _, i in tiles]
+        top = categories[int(np.argmax((soft[idx] >= 0.5).sum(axis=0)))]
+        ax.set_title(
+            f"{_short(scan)}\n{len(tiles)} tiles, mean P(bad tip) {np.mean(p_bad):.2f}, "
+            f"most voted: {SHORT.get(top, top)}",
+            fontsize=8,
+            loc="left",
+        )
+        ax.set_xticks([])
+        ax.set_yticks([])
+    for ax in list(axes.flat)[len(shown) :]:
+        ax.axis("off")
+    fig.suptitle("scans voted in tiles: frames from green (good tip) to red (bad tip)")
+    return _save(fig, path)

@@ -426,6 +426,14 @@ def guess_labels(
     scans = by_scan(rows, cats)
     if scans:
         res["by_scan"] = scans
+        if plots_dir is not None:
+            plots.plot_tiled_scans(
+                frames.names,
+                frames.images,
+                vote.soft,
+                cats,
+                Path(plots_dir) / "guesses_by_scan.png",
+            )
         if out is not None:
             with out.with_name(f"{out.stem}_by_scan.csv").open("w", newline="") as f:
                 w = csv.DictWriter(f, fieldnames=list(scans[0]))

@@ -105,6 +105,7 @@ def test_main_evaluate_guess_votes_on_tiles_of_raw_scans(tmp_path, tiny_family_d
     assert len(votes) == 1 + 9 + 1 and votes[1].startswith("big.sxm[r0c0],")
     per_scan = (out / "guesses_by_scan.csv").read_text().splitlines()
     assert len(per_scan) == 2 and per_scan[1].startswith("big.sxm,9,")  # small.sxm: not tiled
+    assert (out / "guesses_by_scan.png").read_bytes()[:4] == b"\x89PNG"  # tiles as a mosaic
     assert "cut scans into 9 tiles of 3.7 nm" in capsys.readouterr().out
 
 
