@@ -10,6 +10,7 @@ import pytest
 from conftest import ROOT, TINY
 
 from training.config import TrainConfig
+from training.data import CATEGORIES
 from training.trainer import (
     NumpyBatches,
     ResumeMismatchError,
@@ -235,3 +236,24 @@ def test_init_from_refuses_a_family_that_cannot_start_this_one(
     with pytest.raises(InitFromError, match="asymmetries_3"):
         train_family(sim_frames, more, tmp_path / "c")
     assert not (tmp_path / "b").exists()  # refused before anything was written
+
+
+def test_architectures_benchmark_trains_another_builder_as_a_family(tmp_path, sim_frames):
+    """benchmarks/architectures.py: a non-DeepDog family trains, loads, votes and is plotted."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("archs", ROOT / "benchmarks" / "architectures.py")
+    archs = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(archs)
+    train, held = sim_frames.subset(range(40)), sim_frames.subset(range(40, 60))
+    tests = {"simulated_held_out": (held.images, held.labels("gt0.5"))}
+    r = archs.measure(
+        "wolkow_bn", train=train, tests=tests, width=0.125, epochs=1, seed=0, runs=tmp_path
+    )
+    assert r["architecture"] == "wolkow_bn" and r["parameters_per_member"] > 0
+    scores = r["simulated_held_out"]
+    assert 0 <= scores["mean_roc_auc"] <= 1 and set(scores["per_category"]) <= set(CATEGORIES)
+    man = json.loads(next(tmp_path.glob("wolkow_bn_*/manifest.json")).read_text())
+    assert man["architecture"] == "wolkow_bn" and man["members_per_category"] == 1
+    archs.plot([r, {**r, "architecture": "other"}], tmp_path / "a.png")
+    assert (tmp_path / "a.png").stat().st_size > 10_000
