@@ -7,8 +7,10 @@ Each architecture is trained as the family trains its members (``training.train_
 class-balance weights, flips, precise BatchNorm), one member per category, on the same
 simulated frames, and scored on simulated frames of other sessions and, where
 ``../shared`` is beside the clone, on every labelled real frame (sim -> real, as the
-realism benchmark scores the family). About 40 CPU-minutes for the five builders at the
-defaults; each run resumes where it stopped.
+realism benchmark scores the family). About 50 CPU-minutes for the five builders at the
+defaults; each run resumes where it stopped (delete its folder under ``runs/architectures``
+after changing a builder), and ``--architectures X`` measures X again, keeping the others'
+figures in the results file.
 
 Why it exists: the VGG-like and Wolkow nets of DESIGN §2, as specified (no normalisation
 layer), stay at chance on these frames in the budget DeepDog learns them in; their ``_bn``
@@ -88,6 +90,24 @@ def measure(
         # One member per category: the member's probability is the family's soft vote.
         r[name] = _scores(fam.predict_members(images)[:, :, 0], y, fam.categories)
     return r
+
+
+def merged(path: Path, res: dict) -> list[dict]:
+    """``res``'s results with those of other architectures already in ``path`` (same settings).
+
+    So that ``--architectures X`` measures X again and keeps the rest of the comparison.
+    """
+    import json
+
+    if not path.exists():
+        return res["results"]
+    old = json.loads(path.read_text())
+    keys = ("simulated_frames", "width", "epochs", "seed", "members_per_category")
+    if any(old.get(k) != res[k] for k in keys):
+        return res["results"]
+    new = {r["architecture"]: r for r in res["results"]}
+    kept = [r for r in old.get("results", []) if r["architecture"] not in new]
+    return kept + res["results"]
 
 
 def plot(results: list[dict], out: Path) -> None:
@@ -189,6 +209,7 @@ def main(argv=None) -> int:
         "results": results,
     }
     out = Path(args.out)
+    res["results"] = results = merged(out, res)
     out.parent.mkdir(parents=True, exist_ok=True)
     write_json_atomic(out, res)
     plot(results, out.with_suffix(".png"))

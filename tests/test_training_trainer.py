@@ -257,3 +257,25 @@ def test_architectures_benchmark_trains_another_builder_as_a_family(tmp_path, si
     assert man["architecture"] == "wolkow_bn" and man["members_per_category"] == 1
     archs.plot([r, {**r, "architecture": "other"}], tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 10_000
+    # Measuring one builder again keeps the others' figures when the settings match.
+    settings = dict(simulated_frames=40, width=0.125, epochs=1, seed=0, members_per_category=1)
+    old = {**settings, "results": [r, {**r, "architecture": "deepdog"}]}
+    (tmp_path / "a.json").write_text(json.dumps(old))
+    again = {**settings, "results": [{**r, "train_minutes": 9.9}]}
+    assert [
+        (x["architecture"], x["train_minutes"]) for x in archs.merged(tmp_path / "a.json", again)
+    ] == [
+        ("deepdog", r["train_minutes"]),
+        ("wolkow_bn", 9.9),
+    ]
+    assert archs.merged(tmp_path / "a.json", {**again, "epochs": 2}) == again["results"]
+
+
+def test_auto_layout_stacks_only_deepdog_members_on_a_gpu():
+    """A VGG-like family on a GPU (Colab) trains as branches instead of failing on 'stacked'."""
+    from training.trainer import auto_layout
+
+    assert auto_layout("auto", architecture="deepdog", gpus=["GPU:0"]) == "stacked"
+    assert auto_layout("auto", architecture="vgg_like_bn", gpus=["GPU:0"]) == "branches"
+    assert auto_layout("auto", architecture="deepdog", gpus=[]) == "branches"
+    assert auto_layout("stacked", architecture="wolkow", gpus=[]) == "stacked"  # asked for

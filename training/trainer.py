@@ -439,14 +439,25 @@ class _OneDevice:
         return contextlib.nullcontext()
 
 
-def _resolve_layout(layout: str, distribute: str):
+def auto_layout(layout: str, *, architecture: str, gpus) -> str:
+    """The fused engine's layout for ``layout="auto"``; other layouts pass through.
+
+    >>> auto_layout("auto", architecture="wolkow", gpus=["GPU:0"])
+    'branches'
+    """
+    if layout != "auto":
+        return layout
+    # CPU: 18 side-by-side branches (each member's activations stay cache-sized; 1.3x the
+    # sequential speed on 2 cores, where one wide stack is slower). GPU: one wide stack, which
+    # only DeepDog members have (cnn_family.stacked).
+    return "stacked" if gpus and architecture == "deepdog" else "branches"
+
+
+def _resolve_layout(layout: str, distribute: str, *, architecture: str = "deepdog"):
     from cnn_family.backend import backend_name, gpu_names
 
     gpus = gpu_names()
-    if layout == "auto":
-        # CPU: 18 side-by-side branches (each member's activations stay cache-sized; 1.3x the
-        # sequential speed on 2 cores, where one wide stack is slower). GPU: one wide stack.
-        layout = "stacked" if gpus else "branches"
+    layout = auto_layout(layout, architecture=architecture, gpus=gpus)
     if backend_name() != "tensorflow":
         if distribute == "mirrored":
             raise ValueError(
@@ -472,7 +483,7 @@ def _train_fused(job: _Job, pending: list[dict], *, layout, distribute, verbose)
     out, config = job.out, job.config
     names = [m["name"] for m in pending]
     g = len(pending)
-    layout, strategy, on_gpu = _resolve_layout(layout, distribute)
+    layout, strategy, on_gpu = _resolve_layout(layout, distribute, architecture=config.architecture)
     if layout == "stacked" and config.architecture != "deepdog":
         raise ValueError(
             f"layout 'stacked' needs DeepDog members, got architecture {config.architecture!r}; "
@@ -724,7 +735,8 @@ def train_family(
 
     ``engine``: ``"fused"`` or ``"sequential"`` (see the module docstring). ``members``: only
     these member indices (``"0-5"``, ``"6-11,17"`` or a list), for sharded training.
-    ``layout`` (fused engine): ``"branches"``, ``"stacked"`` or ``"auto"`` (stacked on a GPU).
+    ``layout`` (fused engine): ``"branches"``, ``"stacked"`` or ``"auto"`` (stacked on a GPU
+    for DeepDog members, branches otherwise).
     ``distribute``: ``"mirrored"``, ``"none"`` or ``"auto"`` (mirrored with 2+ GPUs).
 
     Returns the family folder. Raises :class:`ResumeMismatchError` if ``out_dir`` holds a run
