@@ -50,8 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--architecture",
         default="deepdog",
-        help="a registered builder: deepdog (default); vgg_like, wolkow (as in 2018: they do not "
-        "learn these frames in a short run) or vgg_like_bn, wolkow_bn (benchmarks/architectures.py)",
+        help="a registered builder: deepdog (default); vgg_like and wolkow (the 2018 baselines) "
+        "barely learn these frames (benchmarks/architectures.py)",
     )
     ap.add_argument(
         "--width",

@@ -8,9 +8,7 @@ from cnn_family.builders import deepdog
 SMALL = {
     "deepdog": dict(width=0.125, max_filters=64),
     "vgg_like": dict(width=0.25),
-    "vgg_like_bn": dict(width=0.25),
     "wolkow": dict(width=0.25),
-    "wolkow_bn": dict(width=0.25),
 }
 
 
@@ -58,25 +56,6 @@ def test_deepdog_full_width_is_the_2018_net():
         1024,
     ]
     assert sum(s.strides[0] == 2 for s in seps) == 4
-
-
-@pytest.mark.parametrize("base", ["vgg_like", "wolkow"])
-def test_bn_variants_add_batchnorm_and_the_specified_nets_have_none(base):
-    """DESIGN §2's nets as specified (no normalisation) and their registered ``_bn`` variants."""
-
-    def norms(model):
-        return sum(isinstance(la, keras.layers.BatchNormalization) for la in model.layers)
-
-    def convs(model):
-        return [la for la in model.layers if isinstance(la, keras.layers.Conv2D)]
-
-    plain = CNN_global(base)((64, 64, 1), 1, width=0.25)
-    bn = CNN_global(f"{base}_bn")((64, 64, 1), 1, width=0.25)
-    assert norms(plain) == 0 and norms(bn) == len(convs(bn)) == len(convs(plain))
-    assert all(c.use_bias for c in convs(plain)) and not any(c.use_bias for c in convs(bn))
-    assert bn.name == f"{base}_bn"
-    # The same layers otherwise: the BN variant differs by the normalisation only.
-    assert [c.filters for c in convs(bn)] == [c.filters for c in convs(plain)]
 
 
 def test_builders_reject_bad_shapes():

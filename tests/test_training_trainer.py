@@ -248,13 +248,13 @@ def test_architectures_benchmark_trains_another_builder_as_a_family(tmp_path, si
     train, held = sim_frames.subset(range(40)), sim_frames.subset(range(40, 60))
     tests = {"simulated_held_out": (held.images, held.labels("gt0.5"))}
     r = archs.measure(
-        "wolkow_bn", train=train, tests=tests, width=0.125, epochs=1, seed=0, runs=tmp_path
+        "wolkow", train=train, tests=tests, width=0.125, epochs=1, seed=0, runs=tmp_path
     )
-    assert r["architecture"] == "wolkow_bn" and r["parameters_per_member"] > 0
+    assert r["architecture"] == "wolkow" and r["parameters_per_member"] > 0
     scores = r["simulated_held_out"]
     assert 0 <= scores["mean_roc_auc"] <= 1 and set(scores["per_category"]) <= set(CATEGORIES)
-    man = json.loads(next(tmp_path.glob("wolkow_bn_*/manifest.json")).read_text())
-    assert man["architecture"] == "wolkow_bn" and man["members_per_category"] == 1
+    man = json.loads(next(tmp_path.glob("wolkow_*/manifest.json")).read_text())
+    assert man["architecture"] == "wolkow" and man["members_per_category"] == 1
     archs.plot([r, {**r, "architecture": "other"}], tmp_path / "a.png")
     assert (tmp_path / "a.png").stat().st_size > 10_000
     # Measuring one builder again keeps the others' figures when the settings match.
@@ -266,7 +266,7 @@ def test_architectures_benchmark_trains_another_builder_as_a_family(tmp_path, si
         (x["architecture"], x["train_minutes"]) for x in archs.merged(tmp_path / "a.json", again)
     ] == [
         ("deepdog", r["train_minutes"]),
-        ("wolkow_bn", 9.9),
+        ("wolkow", 9.9),
     ]
     assert archs.merged(tmp_path / "a.json", {**again, "epochs": 2}) == again["results"]
 
@@ -276,6 +276,6 @@ def test_auto_layout_stacks_only_deepdog_members_on_a_gpu():
     from training.trainer import auto_layout
 
     assert auto_layout("auto", architecture="deepdog", gpus=["GPU:0"]) == "stacked"
-    assert auto_layout("auto", architecture="vgg_like_bn", gpus=["GPU:0"]) == "branches"
+    assert auto_layout("auto", architecture="vgg_like", gpus=["GPU:0"]) == "branches"
     assert auto_layout("auto", architecture="deepdog", gpus=[]) == "branches"
     assert auto_layout("stacked", architecture="wolkow", gpus=[]) == "stacked"  # asked for
