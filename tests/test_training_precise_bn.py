@@ -60,3 +60,45 @@ def test_resuming_a_family_from_before_precise_bn_processes_its_kept_members(tmp
     assert not np.allclose(after.get_layer("conv0_bn").moving_mean.numpy(), mean_before)
     # Processing it again changes nothing: the marker is trusted once the run has finished.
     assert apply_to_family(out, sim_frames) is False
+
+
+def test_an_existing_family_is_processed_once_and_an_interrupted_pass_resumes(tmp_path, sim_frames):
+    from conftest import TINY
+
+    from cnn_family import Family
+    from training.config import TrainConfig
+    from training.trainer import train_family
+
+    cfg = dict(TINY, members_per_category=1, categories=("Rows", "Bad/blurry"))
+    out = train_family(sim_frames, TrainConfig(**cfg, precise_bn=False), tmp_path / "f", verbose=0)
+    Family.load(out).export(out / "family.keras")
+    mf = out / "manifest.json"
+    m = json.loads(mf.read_text())
+    assert "batchnorm" not in m
+
+    def bn_mean(name):
+        model = keras.models.load_model(out / f"members/{name}.keras", compile=False)
+        return model.get_layer("conv0_bn").moving_mean.numpy()
+
+    # A pass killed after its first member: that member is on record and is not redone.
+    m["precise_bn_members"] = ["rows_0"]
+    mf.write_text(json.dumps(m))
+    rows, bad = bn_mean("rows_0"), bn_mean("bad_blurry_0")
+
+    assert apply_to_family(out, sim_frames) is True
+    np.testing.assert_array_equal(bn_mean("rows_0"), rows)
+    assert not np.allclose(bn_mean("bad_blurry_0"), bad)
+    m = json.loads(mf.read_text())
+    assert m["batchnorm"].startswith("precise") and "precise_bn_members" not in m
+    # The one-file export is rewritten from the updated members.
+    np.testing.assert_allclose(
+        Family.load_exported(out / "family.keras").predict_members(sim_frames.images[:8]),
+        Family.load(out).predict_members(sim_frames.images[:8]),
+        atol=1e-5,
+    )
+    assert apply_to_family(out, sim_frames) is False
+
+    m["status"] = "training"
+    mf.write_text(json.dumps(m))
+    with pytest.raises(ValueError, match="expected a complete family"):
+        apply_to_family(out, sim_frames)

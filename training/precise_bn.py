@@ -83,12 +83,16 @@ def apply_to_family(family_dir: str | Path, frames, *, max_frames: int = 2048) -
         return False
     done = set(manifest.get("precise_bn_members", []))
     images = frames.images if hasattr(frames, "images") else frames
+    # The batches the members trained on, as the trainer's own pass uses (fewer frames: one batch).
+    batch_size = max(1, min(int(manifest.get("training", {}).get("batch_size", 64)), len(images)))
     for m in manifest["members"]:
         if m["name"] in done:
             continue
         path = family_dir / m["file"]
         model = keras.models.load_model(path, compile=False)
-        precise_batchnorm(model, images, max_frames=max_frames, seed=int(m["seed"]))
+        precise_batchnorm(
+            model, images, batch_size=batch_size, max_frames=max_frames, seed=int(m["seed"])
+        )
         save_model_atomic(model, path)
         done.add(m["name"])
         manifest["precise_bn_members"] = sorted(done)
