@@ -231,11 +231,13 @@ class SafeInstrument:
                 res = ActionResult(action, sent=False, dry_run=True, message="dry run: not sent")
                 self._history.append(now)  # rate limits apply to what would have been sent
             else:
+                # Counted before it is sent: a request that times out may still have reached
+                # the tip, so it must count against the rate limits all the same.
+                self._history.append(now)
                 if action.kind == "pulse":
                     msg = self._instrument.pulse(action.bias_v, action.width_ms)
                 else:
                     msg = self._instrument.dip(action.depth_nm, action.bias_v)
-                self._history.append(now)
                 res = ActionResult(action, sent=True, message=msg)
         if self._on_record is not None:
             self._on_record({"type": "action_result", "t": now, **res.to_dict()})

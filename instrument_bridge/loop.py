@@ -123,7 +123,12 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
                 res = safe.execute(action)
             except InstrumentTimeout as e:
                 out.timeouts += 1
-                client.report("error", {"code": "instrument_timeout", "message": str(e)})
+                body = {
+                    "code": "instrument_timeout",
+                    "message": f"{e} (the action may still have reached the tip)",
+                    "action": action.to_dict(),
+                }
+                client.report("error", body, parent=verdict.id)
                 continue
             out.actions_sent += int(res.sent)
             out.refused += int(res.message.startswith("refused"))

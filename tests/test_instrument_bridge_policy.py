@@ -147,6 +147,24 @@ def test_dry_run_sends_nothing_but_records():
     assert records[0]["type"] == "action_result" and records[0]["dry_run"]
 
 
+def test_a_timed_out_action_counts_against_the_rate_limits():
+    from instrument_bridge.instrument import InstrumentTimeout
+
+    class NoAnswer(Recorder):
+        def pulse(self, bias_v, width_ms, **kw):
+            super().pulse(bias_v, width_ms)
+            raise InstrumentTimeout("no answer to pulse in 30 s")
+
+    rec = NoAnswer()
+    safe = SafeInstrument(rec, limits=SafetyLimits(min_interval_s=10))
+    with pytest.raises(InstrumentTimeout):
+        safe.execute(Action("pulse", bias_v=4.0, width_ms=200))
+    # The pulse may have reached the tip: a retry within the interval is refused, not sent.
+    rec.t = 5.0
+    res = safe.execute(Action("pulse", bias_v=4.0, width_ms=200))
+    assert not res.sent and "between actions" in res.message and len(rec.calls) == 1
+
+
 def test_fuzzed_policies_never_get_past_the_limits():
     """Random verdict streams and random (even absurd) ladders: nothing out of range is sent."""
     rng = np.random.default_rng(0)

@@ -261,6 +261,39 @@ def test_loop_survives_a_stalled_instrument_and_logs_it(server, tmp_path):
     assert [e["code"] for e in errs] == ["instrument_timeout"] * 2
 
 
+def test_loop_survives_timeouts_on_an_action_and_on_the_move_after_it(server, tmp_path):
+    from instrument_bridge.instrument import InstrumentTimeout
+    from instrument_bridge.sim_microscope import TipDynamics
+
+    class NoAnswerToFirstActionAndMove(SimulatedMicroscope):
+        def _once(self, what):
+            if what not in self.failed:
+                self.failed.add(what)
+                raise InstrumentTimeout(f"no answer to {what}")
+
+        def pulse(self, *a, **k):
+            self._once("action")
+            return super().pulse(*a, **k)
+
+        def dip(self, *a, **k):
+            self._once("action")
+            return super().dip(*a, **k)
+
+        def move_to_fresh_area(self, *a, **k):
+            self._once("move")
+            return super().move_to_fresh_area(*a, **k)
+
+    m = NoAnswerToFirstActionAndMove(seed=0, dynamics=TipDynamics(start_state="blunt"))
+    m.failed = set()
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="sim") as c:
+        s = run_loop(SafeInstrument(m), c, n_scans=20, clock=m.clock)
+    assert s.scans == 20 and s.timeouts == 2 and s.actions >= 2 and s.actions_sent >= 1
+    server.stop()
+    errs = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert [e["code"] for e in errs] == ["instrument_timeout"] * 2
+    assert "may still have reached the tip" in errs[0]["message"] and errs[0]["action"]["kind"]
+
+
 def test_ctrl_c_ends_the_loop_with_its_summary_and_log(server, tmp_path):
     class StoppedAtThirdScan(SimulatedMicroscope):
         def scan(self, *a, **k):
