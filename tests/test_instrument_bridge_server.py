@@ -383,3 +383,25 @@ def test_family_voter_passes_the_vote_options(tiny_family_dir, sim_frames):
     fam.manifest = m
     with pytest.raises(FamilyFormatError, match="train_positive_rate"):
         family_voter(fam, undo_class_weights=True)
+
+
+def test_live_instrument_specs_are_parsed_or_refused_with_what_was_expected(tmp_path):
+    from instrument_bridge.live import make_instrument
+    from instrument_bridge.nanonis import NanonisInstrument
+    from instrument_bridge.watcher import FolderWatcher
+
+    assert isinstance(make_instrument("sim"), SimulatedMicroscope)
+    nan = make_instrument("nanonis:10.0.0.2:6502")  # connects on first use, not here
+    assert isinstance(nan, NanonisInstrument)
+    assert (nan.client.host, nan.client.port) == ("10.0.0.2", 6502)
+    assert make_instrument(f"watch:{tmp_path}").folder == tmp_path
+    assert isinstance(make_instrument(f"watch:{tmp_path}"), FolderWatcher)
+    with pytest.raises(FileNotFoundError, match="watch folder not found"):
+        make_instrument(f"watch:{tmp_path / 'nope'}")
+    for bad in ("nanonis:host", "nanonis:host:port"):
+        with pytest.raises(ValueError, match="expected nanonis:HOST:PORT, got"):
+            make_instrument(bad)
+    with pytest.raises(ValueError, match="expected an ExitStack"):
+        make_instrument("fake-nanonis")
+    with pytest.raises(ValueError, match="expected 'sim', 'fake-nanonis'"):
+        make_instrument("createc")
