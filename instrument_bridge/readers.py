@@ -63,7 +63,13 @@ def read_sxm(path: str | Path, *, channel: str = "Z") -> ScanResult:
     offset = 0
     for i in info[: names.index(channel)]:
         offset += (2 if i[3].strip() == "both" else 1) * rows * cols
-    data = np.frombuffer(raw, ">f4", count=rows * cols, offset=start + 2 + 4 * offset)
+    at = start + 2 + 4 * offset
+    if len(raw) < at + 4 * rows * cols:
+        raise ScanFileError(
+            f"{path}: expected {rows}x{cols} float32 values of {channel!r} after the header, "
+            f"the file ends {at + 4 * rows * cols - len(raw)} bytes short (cut off while written?)"
+        )
+    data = np.frombuffer(raw, ">f4", count=rows * cols, offset=at)
     z = data.reshape(rows, cols).astype(np.float64)
     direction = fields.get("SCAN_DIR", "down").strip()
     if direction == "up":

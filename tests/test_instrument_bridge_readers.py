@@ -3,6 +3,7 @@
 import shutil
 import threading
 import time
+import zlib
 
 import numpy as np
 import pytest
@@ -50,9 +51,27 @@ def test_bad_files_say_what_was_expected(tmp_path):
     (tmp_path / "x.sxm").write_bytes(b"garbage")
     with pytest.raises(ScanFileError, match="SCANIT_END"):
         read_scan(tmp_path / "x.sxm")
+    write_sxm(tmp_path / "cut.sxm", np.zeros((64, 64)))
+    whole = (tmp_path / "cut.sxm").read_bytes()
+    (tmp_path / "cut.sxm").write_bytes(whole[: len(whole) - 20_000])  # Z forward ends short
+    with pytest.raises(ScanFileError, match=r"64x64 float32 values of 'Z'.* bytes short"):
+        read_scan(tmp_path / "cut.sxm")
+    (tmp_path / "noz.sxm").write_bytes(whole.replace(b"\tZ\tm", b"\tI\tA"))
+    with pytest.raises(ScanFileError, match="expected a channel 'Z', file has \\['I'\\]"):
+        read_scan(tmp_path / "noz.sxm")
     (tmp_path / "x.dat").write_bytes(b"[Parameter]\nNum.X / Num.X=4\nDATA" + b"notzlib")
-    with pytest.raises(ScanFileError):
+    with pytest.raises(ScanFileError, match=r"Num\.Y"):
         read_scan(tmp_path / "x.dat")
+    head = b"Num.X / Num.X=9\nNum.Y / Num.Y=16\nLength x[A]=37\n"
+    (tmp_path / "y.dat").write_bytes(head + b"DATA" + b"notzlib")
+    with pytest.raises(ScanFileError, match="not zlib data"):
+        read_scan(tmp_path / "y.dat")
+    (tmp_path / "z.dat").write_bytes(head + b"DATA" + zlib.compress(np.zeros(72, "<f4").tobytes()))
+    with pytest.raises(ScanFileError, match="expected >= 144 values, got 72"):
+        read_scan(tmp_path / "z.dat")
+    (tmp_path / "x.gwy").write_bytes(b"GWYPjunk")
+    with pytest.raises(ScanFileError, match="at least one data field"):
+        read_scan(tmp_path / "x.gwy")
     (tmp_path / "x.tif").write_bytes(b"")
     with pytest.raises(ScanFileError, match="expected one of"):
         read_scan(tmp_path / "x.tif")
