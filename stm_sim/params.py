@@ -277,6 +277,8 @@ GHOST_P = 0.12  # share of tips with 2-4 strong apices (ghost copies)
 # lattices with dark pits, which the simulator never drew. With pits in 40 % of frames the two
 # benchmark families went 0.784 -> 0.794 and 0.742 -> 0.792 (docs/simulator_calibration.md, step 14).
 PIT_P = 0.4
+# Fields of view, Å: the real frames' row period sits at a median 4.61 cycles per frame (35 Å).
+FOV = (35.0, 39.0)
 # The smallest frame the sampler draws: partial frames and crashes start at a random line at
 # least 10 lines above the bottom, and below 16 pixels a row period spans under 2 pixels.
 MIN_SIZE = 16
@@ -335,10 +337,12 @@ def sample_frame_params(
     ghost_p: float = GHOST_P,
     widths: dict[str, tuple[float, float]] | None = None,
     pit_p: float = PIT_P,
+    fov: tuple[float, float] = FOV,
 ) -> FrameParams:
     """Random physical parameters for one frame; ``state`` is a key of :data:`TIP_STATES`.
 
-    ``pit_p``: the share of frames with dark pits (dimer vacancies).
+    ``pit_p``: the share of frames with dark pits (dimer vacancies). ``fov``: the range of
+    fields of view, Å (uniform).
 
     >>> fp = sample_frame_params(np.random.default_rng(0), state="dimers", pit_p=1.0)
     >>> any(amp < 0 for _, _, amp, _ in fp.surface.blobs)
@@ -350,7 +354,8 @@ def sample_frame_params(
         state = str(rng.choice(list(TIP_STATES), p=[0.12, 0.42, 0.22, 0.24]))
     tip = sample_tip(rng, state, ghost_p=ghost_p, widths=widths)
     rot = sample_rotation(rng) if rotation is None else rotation
-    fov = float(rng.uniform(35.0, 39.0))
+    lo, hi = fov
+    fov = float(rng.uniform(lo, hi))
     n_blobs = int(rng.poisson(2.0)) if rng.random() < 0.65 else 0
     blobs = tuple(
         (

@@ -659,3 +659,14 @@ def test_asym_noise_rule_names_buckling_only_through_little_noise():
     assert labels_from_params(fp, asym_noise=0.02).tolist() == [0, 0, 1, 0, 0, 0]
     fp.scan.white_noise = 0.01
     assert labels_from_params(fp, asym_noise=0.02).tolist() == [1, 0, 0, 0, 0, 0]
+
+
+def test_field_of_view_is_a_sampling_option():
+    from stm_sim.dataset import PRESETS
+    from stm_sim.params import FOV
+
+    rng = np.random.default_rng(0)
+    assert all(FOV[0] <= sample_frame_params(rng).fov <= FOV[1] for _ in range(50))
+    small = [sample_frame_params(rng, fov=(31.0, 36.0)).fov for _ in range(50)]
+    assert 31.0 <= min(small) and max(small) <= 36.0
+    assert PRESETS["fovsmall"]["fov"] == (31.0, 36.0) and "fov" not in PRESETS["default"]
