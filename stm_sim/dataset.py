@@ -126,9 +126,11 @@ PRESETS["linenoise"] = {**_DEF, "line_noise": (0.02, 0.1)}
 # fell most (members 0.71 -> 0.62). The live bridge levels slopes all the same
 # (instrument_bridge.prepare), as the frames the shipped family learnt from are levelled so.
 PRESETS["lineflat"] = {**_DEF, "level_slope": True}
-# Session 34, candidates: zooming into the real frames by 5-10 % lifted a sim-only family on them
-# (members 0.741 -> 0.759 / 0.768, Asymmetries 0.60 -> 0.72) while it lost on simulated frames:
-# smaller simulated fields of view ("fovsmall"), or a wider range of them ("fovwide").
+# Session 34, not adopted: zooming into the real frames by 5-10 % lifted a one-member-per-category
+# sim-only family on them (0.741 -> 0.759 / 0.768) while it lost on simulated frames: smaller
+# simulated fields of view ("fovsmall", screened only: 0.727), or a wider range of them
+# ("fovwide"): benchmark families 0.810 / 0.802 (seeds 0 / 1) against 0.806 / 0.807, a tie
+# (calibration 34a, benchmarks/results/realism_fovwide.json).
 PRESETS["fovsmall"] = {**_DEF, "fov": (31.0, 36.0)}
 PRESETS["fovwide"] = {**_DEF, "fov": (29.0, 41.0)}
 # Session 27: the 1/f noise x 0.3 under tips that resolve atoms or dimers (a sharp tip scans
