@@ -108,3 +108,23 @@ def test_upload_refuses_a_file(tmp_path):
     f.write_text("x")
     with pytest.raises(NotADirectoryError, match="expected a local folder"):
         upload_folder(FakeDrive(), f, to="stm")
+
+
+def test_command_line_uploads_downloads_and_says_what_is_missing(
+    tmp_path, family_like, monkeypatch, capsys
+):
+    import training.drive as drive_mod
+
+    drive = FakeDrive()
+    monkeypatch.setattr(drive_mod, "_drive", lambda: drive)
+    assert drive_mod.main(["upload", str(family_like), "stm"]) == 0
+    assert "'uploaded': 2" in capsys.readouterr().out
+    # A download interrupted earlier left a partial copy: it is started again whole.
+    (tmp_path / "back.partial" / "junk").mkdir(parents=True)
+    assert drive_mod.main(["download", "stm/tuned", str(tmp_path / "back")]) == 0
+    assert "downloaded to" in capsys.readouterr().out
+    assert (tmp_path / "back" / "manifest.json").exists() and not (
+        tmp_path / "back" / "junk"
+    ).exists()
+    assert drive_mod.main(["download", "stm/none", str(tmp_path / "x")]) != 0
+    assert "'stm/none'" in capsys.readouterr().err
