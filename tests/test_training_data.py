@@ -149,3 +149,16 @@ def test_gpu_carry_pack_roundtrips_exactly(tmp_path, sim_frames):
     want = sim_frames.subset(sim_frames.labelled)
     assert np.array_equal(back.images, want.images)
     assert list(back.sessions) == list(want.sessions)
+
+
+def test_json_writes_take_numpy_values_and_a_failed_write_keeps_the_old_file(tmp_path):
+    import json
+
+    from training.io import write_json_atomic
+
+    p = tmp_path / "r.json"
+    write_json_atomic(p, {"auc": np.float32(0.5), "n": np.int64(3), "v": np.arange(2), "at": p})
+    assert json.loads(p.read_text()) == {"auc": 0.5, "n": 3, "v": [0, 1], "at": str(p)}
+    with pytest.raises(TypeError, match="not JSON serialisable: set"):
+        write_json_atomic(p, {"bad": {1, 2}})
+    assert json.loads(p.read_text())["n"] == 3 and list(tmp_path.iterdir()) == [p]
