@@ -122,7 +122,10 @@ def _run(args: argparse.Namespace) -> int:
             n_scans=args.scans,
             policy=args.policy,
             consecutive_bad=args.consecutive_bad,
-            dry_run=args.dry_run or (args.live.startswith(("nanonis:", "watch:")) and not args.arm),
+            # A watcher cannot act at all; a real controller acts only when armed.
+            dry_run=args.dry_run
+            or args.live.startswith("watch:")
+            or (args.live.startswith("nanonis:") and not args.arm),
             log_dir=args.log_dir,
             seed=args.seed,
             tta=args.tta,

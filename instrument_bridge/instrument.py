@@ -197,7 +197,9 @@ class SafeInstrument:
     ):
         self._instrument = instrument
         self.limits = limits or SafetyLimits()
-        self.dry_run = dry_run
+        # An adapter that cannot move the tip (a folder watcher says so with ``can_act =
+        # False``) runs as a dry run whatever was asked: no log may call its actions sent.
+        self.dry_run = dry_run or not getattr(instrument, "can_act", True)
         self._clock = clock or getattr(instrument, "clock", None) or time.monotonic
         self._history: list[float] = []
         self._on_record = on_record

@@ -96,6 +96,7 @@ def run_live(
         stack.callback(server.stop)
         clock = getattr(inst, "clock", None)
         safe = SafeInstrument(inst, limits=limits, dry_run=dry_run, clock=clock)
+        dry_run = safe.dry_run  # a watcher cannot act: its run is a dry run whatever was asked
         with BridgeClient(server.bound_endpoint, timeout_s=30.0, instrument=instrument) as client:
             summary = run_loop(
                 safe, client, n_scans=n_scans, stop_after_good=stop_after_good, clock=clock

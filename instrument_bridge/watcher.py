@@ -28,6 +28,8 @@ class FolderWatcher:
     ``skipped``.
     """
 
+    can_act = False  # SafeInstrument then runs as a dry run: actions are logged, never "sent"
+
     def __init__(
         self,
         folder: str | Path,

@@ -147,3 +147,11 @@ def test_watcher_over_real_files(tmp_path):
         shutil.copy(FILES / f, tmp_path / f)
     got = {w.scan(timeout=5).source.split("/")[-1] for _ in range(2)}
     assert got == {"pyspm_test.sxm", "spmqt_createc_scan_atomic_11nm.dat"}
+
+
+def test_a_watcher_cannot_act_so_its_actions_are_never_recorded_as_sent(tmp_path):
+    from instrument_bridge.instrument import Action, SafeInstrument
+
+    safe = SafeInstrument(FolderWatcher(tmp_path), dry_run=False)  # armed, yet it cannot act
+    res = safe.execute(Action("pulse", bias_v=4.0, width_ms=200))
+    assert safe.dry_run and not res.sent and res.dry_run
