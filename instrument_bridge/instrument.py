@@ -215,6 +215,11 @@ class SafeInstrument:
         return self._instrument.scan_lines(**kw)
 
     def move_to_fresh_area(self, **kw) -> tuple[float, float]:
+        """Move the scan frame to a fresh area; a dry run leaves the frame where it is (NaNs)."""
+        # Moving the frame moves the tip, and on a real controller resets the operator's frame:
+        # a dry run must leave the instrument as it found it.
+        if self.dry_run:
+            return (float("nan"), float("nan"))
         return self._instrument.move_to_fresh_area(**kw)
 
     def execute(self, action: Action) -> ActionResult:

@@ -141,10 +141,14 @@ class Recorder:
 
 def test_dry_run_sends_nothing_but_records():
     rec, records = Recorder(), []
+    rec.move_to_fresh_area = lambda **kw: rec.calls.append(("move",)) or (50.0, 0.0)
     safe = SafeInstrument(rec, dry_run=True, on_record=records.append)
     res = safe.execute(Action("pulse", bias_v=4.0, width_ms=200))
     assert not res.sent and res.dry_run and rec.calls == []
     assert records[0]["type"] == "action_result" and records[0]["dry_run"]
+    # Nor does it move the scan frame (that moves the tip and resets the operator's frame).
+    assert np.isnan(safe.move_to_fresh_area()).all() and rec.calls == []
+    assert SafeInstrument(rec).move_to_fresh_area() == (50.0, 0.0) and rec.calls == [("move",)]
 
 
 def test_a_timed_out_action_counts_against_the_rate_limits():
