@@ -243,7 +243,8 @@ class NanonisInstrument:
 
     Frames are read from channel ``channel`` (14 = Z on a default set-up), each with the
     controller's frame width (``Scan.FrameGet``); a fresh area is a ``size_nm`` frame moved by
-    ``step_nm`` along a raster.
+    ``step_nm`` along a raster that starts where the operator's frame was (its centre and angle
+    when the first move is asked for).
     """
 
     def __init__(
@@ -259,6 +260,7 @@ class NanonisInstrument:
         self.client = NanonisClient(host, port, timeout=timeout)
         self.channel, self.size_nm, self.step_nm = channel, size_nm, step_nm
         self._area = 0
+        self._origin: tuple[float, float, float] | None = None  # x, y (m), angle (deg)
 
     def scan(self, *, timeout: float = 300.0) -> ScanResult:
         self.client.scan_action(0, 0)
@@ -291,9 +293,16 @@ class NanonisInstrument:
         return f"TipShaper dip {depth_nm:.2f} nm"
 
     def move_to_fresh_area(self, *, timeout: float = 30.0) -> tuple[float, float]:
+        if self._origin is None:
+            # Around the area the operator chose, not the piezo's origin: the first move goes
+            # step_nm from their frame, which may sit hundreds of nm from (0, 0).
+            x0, y0, _w, _h, angle = self.client.frame_get()
+            self._origin = (x0, y0, angle)
         self._area += 1
         k = self._area
-        x, y = (k % 10) * self.step_nm, (k // 10) * self.step_nm
+        x0, y0, angle = self._origin
+        x = x0 * 1e9 + (k % 10) * self.step_nm
+        y = y0 * 1e9 + (k // 10) * self.step_nm
         s = self.size_nm * 1e-9
-        self.client.frame_set(x * 1e-9, y * 1e-9, s, s, 0.0)
+        self.client.frame_set(x * 1e-9, y * 1e-9, s, s, angle)
         return (x, y)

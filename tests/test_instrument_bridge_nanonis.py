@@ -49,13 +49,16 @@ def test_scans_report_the_controllers_frame_width():
     with FakeNanonisServer(seed=0) as fake:
         c = NanonisClient("127.0.0.1", fake.port, timeout=5)
         assert c.frame_get()[2] == pytest.approx(3.7e-9)  # the simulated field until set
-        c.frame_set(1e-8, 2e-8, 2e-8, 2e-8, 0.0)
-        assert c.frame_get() == pytest.approx((1e-8, 2e-8, 2e-8, 2e-8, 0.0))
+        c.frame_set(1e-8, 2e-8, 2e-8, 2e-8, 15.0)
+        assert c.frame_get() == pytest.approx((1e-8, 2e-8, 2e-8, 2e-8, 15.0))
         c.close()
         inst = NanonisInstrument("127.0.0.1", fake.port, timeout=5)
         assert inst.scan(timeout=5).size_nm == pytest.approx(20.0)  # as an operator left it
         inst.move_to_fresh_area()  # the adapter's own frames: 3.7 nm
         assert inst.scan(timeout=5).size_nm == pytest.approx(3.7)
+        # ... on a raster from the operator's frame, its angle kept: 50 nm steps from (10, 20).
+        assert inst.client.frame_get() == pytest.approx((6e-8, 2e-8, 3.7e-9, 3.7e-9, 15.0))
+        assert inst.move_to_fresh_area() == pytest.approx((110.0, 20.0))
 
 
 def test_partial_frame_has_nan_lines():
