@@ -133,7 +133,8 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
             out.actions_sent += int(res.sent)
             out.refused += int(res.message.startswith("refused"))
             client.report("action_result", res.to_dict(), parent=verdict.id)
-            if decision.get("move_after"):
+            # After an action that reached the tip (a refused one changed nothing to move from).
+            if decision.get("move_after") and res.sent:
                 try:
                     safe.move_to_fresh_area()
                 except InstrumentTimeout as e:

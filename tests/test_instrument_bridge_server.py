@@ -294,6 +294,24 @@ def test_loop_survives_timeouts_on_an_action_and_on_the_move_after_it(server, tm
     assert "may still have reached the tip" in errs[0]["message"] and errs[0]["action"]["kind"]
 
 
+def test_the_loop_moves_to_a_fresh_area_only_after_an_action_that_was_sent(server):
+    from instrument_bridge.instrument import SafetyLimits
+    from instrument_bridge.sim_microscope import TipDynamics
+
+    class CountingMoves(SimulatedMicroscope):
+        def move_to_fresh_area(self, *a, **k):
+            self.moves += 1
+            return super().move_to_fresh_area(*a, **k)
+
+    m = CountingMoves(seed=0, dynamics=TipDynamics(start_state="blunt"))
+    m.moves = 0
+    safe = SafeInstrument(m, limits=SafetyLimits(max_actions_per_hour=1))  # one, then refused
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="sim") as c:
+        s = run_loop(safe, c, n_scans=20, clock=m.clock)
+    assert s.actions > s.actions_sent == 1 and s.refused >= 1
+    assert m.moves == 1
+
+
 def test_ctrl_c_ends_the_loop_with_its_summary_and_log(server, tmp_path):
     class StoppedAtThirdScan(SimulatedMicroscope):
         def scan(self, *a, **k):
