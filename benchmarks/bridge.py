@@ -148,8 +148,9 @@ def episode(vote, cfg: PolicyConfig, seed: int, *, max_scans: int, after_good: i
         if d.state == ACT:
             actions += 1
             false_actions += int(good)
-            safe.execute(d.action)
-            m.move_to_fresh_area()
+            # As the live loop: a fresh area only after an action that was sent (not refused).
+            if safe.execute(d.action).sent:
+                m.move_to_fresh_area()
         if first_good is not None and k - first_good >= after_good:
             break
     return {
