@@ -10,7 +10,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from instrument_bridge.client import BridgeClient
+from instrument_bridge.client import BridgeClient, RemoteError
 from instrument_bridge.instrument import Action, InstrumentTimeout, SafeInstrument
 from instrument_bridge.session_log import counted
 
@@ -22,6 +22,7 @@ class LoopSummary:
     actions_sent: int = 0
     refused: int = 0
     timeouts: int = 0
+    rejected: int = 0  # scans the bridge answered with an error (logged there with the reason)
     false_actions: int = 0  # actions taken while the tip was good (simulator truth)
     scans_to_good: int | None = None  # first scan with a good tip after a bad one (truth)
     actions_to_good: int | None = None
@@ -51,6 +52,8 @@ class LoopSummary:
                 f"{counted(self.actions_to_good, 'action')} "
                 f"({self.seconds_to_good / 60:.1f} instrument-minutes)"
             )
+        if self.rejected:
+            s += f"; {counted(self.rejected, 'scan')} refused by the bridge (see its log)"
         if self.false_actions:
             s += f"; {counted(self.false_actions, 'action')} while the tip was already good"
         if self.called_person:
@@ -98,7 +101,13 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
         meta = scan.metadata()
         if scan.truth is not None:
             meta["truth"] = scan.truth
-        verdict = client.submit_scan(scan.z, **meta)
+        try:
+            verdict = client.submit_scan(scan.z, **meta)
+        except RemoteError:
+            # Refused (too few scanned lines, a bad array, the family failed, overload): the
+            # server logged why; the next scan may be fine, so the loop goes on.
+            out.rejected += 1
+            continue
         out.scans += 1
         decision = verdict.body["decision"]
         out.decisions[decision["state"]] = out.decisions.get(decision["state"], 0) + 1

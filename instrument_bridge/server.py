@@ -276,7 +276,15 @@ class BridgeServer:
             # A scan's own frame, or its tiles: one voter call for all of them.
             views = [s[4] if s[4] is not None else s[3][None] for s in chunk]
             t0 = time.perf_counter()
-            soft, hard, agree = _per_scan(self.voter(np.concatenate(views)), views)
+            try:
+                soft, hard, agree = _per_scan(self.voter(np.concatenate(views)), views)
+            except Exception as e:  # any failure of the family must not end the server
+                text = f"the family could not vote: {type(e).__name__}: {e}"
+                for pos, ident, msg, _, _ in chunk:
+                    self.stats["errors"] += 1
+                    self._record("error", code="voter_failed", message=text, parent=msg.id)
+                    out.append((pos, ident, error_message("voter_failed", text, parent=msg.id)))
+                continue
             dt = time.perf_counter() - t0
             self.inference_seconds += dt
             for j, (pos, ident, msg, frame, _) in enumerate(chunk):

@@ -312,6 +312,45 @@ def test_the_loop_moves_to_a_fresh_area_only_after_an_action_that_was_sent(serve
     assert m.moves == 1
 
 
+def test_a_failing_family_gets_an_error_reply_and_the_server_keeps_serving(tmp_path, rng):
+    calls = []
+
+    def flaky_voter(frames):
+        calls.append(len(frames))
+        if len(calls) == 1:
+            raise MemoryError("out of memory")
+        return stub_voter(frames)
+
+    srv = BridgeServer(flaky_voter, endpoint="tcp://127.0.0.1:*", log_dir=tmp_path / "log").start()
+    try:
+        with BridgeClient(srv.bound_endpoint, timeout_s=5) as c:
+            with pytest.raises(RemoteError, match=r"voter_failed.*MemoryError: out of memory"):
+                c.submit_scan(rng.normal(size=(64, 64)), size_nm=3.7)
+            assert c.submit_scan(rng.normal(size=(64, 64)), size_nm=3.7).type == "verdict"
+    finally:
+        srv.stop()
+    codes = [r.get("code") for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert codes == ["voter_failed"]
+
+
+def test_loop_survives_a_scan_the_bridge_refuses(server, tmp_path):
+    class StoppedAfterFourLines(SimulatedMicroscope):
+        def scan(self, *a, **k):
+            res = super().scan(*a, **k)
+            self.n = getattr(self, "n", 0) + 1
+            if self.n == 2:  # an operator stopped this scan: 4 lines, too few to judge
+                res.z[4:] = np.nan
+            return res
+
+    m = StoppedAfterFourLines(seed=0)
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="sim") as c:
+        s = run_loop(SafeInstrument(m), c, n_scans=4, clock=m.clock)
+    assert s.rejected == 1 and s.scans == 3 and "1 scan refused by the bridge" in s.describe()
+    server.stop()
+    errs = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert [e["code"] for e in errs] == ["bad_frame"]
+
+
 def test_ctrl_c_ends_the_loop_with_its_summary_and_log(server, tmp_path):
     class StoppedAtThirdScan(SimulatedMicroscope):
         def scan(self, *a, **k):
