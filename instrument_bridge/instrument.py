@@ -208,6 +208,12 @@ class SafeInstrument:
     def actions_sent(self) -> int:
         return len(self._history)
 
+    @property
+    def skipped(self) -> list[tuple[str, str]]:
+        """Scans the adapter passed over, as (source, reason): a folder watcher's unreadable or
+        mostly empty files; empty for adapters that skip nothing."""
+        return list(getattr(self._instrument, "skipped", ()))
+
     def scan(self, **kw) -> ScanResult:
         return self._instrument.scan(**kw)
 

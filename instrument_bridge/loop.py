@@ -23,6 +23,7 @@ class LoopSummary:
     refused: int = 0
     timeouts: int = 0
     rejected: int = 0  # scans the bridge answered with an error (logged there with the reason)
+    skipped: int = 0  # scans the adapter passed over (a watcher's unreadable files; logged)
     false_actions: int = 0  # actions taken while the tip was good (simulator truth)
     scans_to_good: int | None = None  # first scan with a good tip after a bad one (truth)
     actions_to_good: int | None = None
@@ -52,6 +53,8 @@ class LoopSummary:
                 f"{counted(self.actions_to_good, 'action')} "
                 f"({self.seconds_to_good / 60:.1f} instrument-minutes)"
             )
+        if self.skipped:
+            s += f"; {counted(self.skipped, 'scan file')} skipped as unreadable or mostly empty"
         if self.rejected:
             s += f"; {counted(self.rejected, 'scan')} refused by the bridge (see its log)"
         if self.false_actions:
@@ -95,9 +98,11 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
         try:
             scan = safe.scan()
         except InstrumentTimeout as e:
+            _report_skipped(safe, client, out)
             out.timeouts += 1
             client.report("error", {"code": "instrument_timeout", "message": str(e)})
             continue
+        _report_skipped(safe, client, out)
         meta = scan.metadata()
         if scan.truth is not None:
             meta["truth"] = scan.truth
@@ -152,3 +157,10 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
             good_run = 0
         if stop_after_good and good_run >= stop_after_good and out.scans_to_good is not None:
             break
+
+
+def _report_skipped(safe, client, out: LoopSummary) -> None:
+    """Log the scans the adapter passed over since the last call, so none is lost unrecorded."""
+    for source, why in safe.skipped[out.skipped :]:
+        client.report("error", {"code": "scan_skipped", "message": f"{source}: {why}"})
+        out.skipped += 1

@@ -351,6 +351,24 @@ def test_loop_survives_a_scan_the_bridge_refuses(server, tmp_path):
     assert [e["code"] for e in errs] == ["bad_frame"]
 
 
+def test_a_watchers_skipped_files_are_logged_by_the_loop(server, tmp_path, rng):
+    from test_instrument_bridge_readers import write_sxm
+
+    from instrument_bridge.watcher import FolderWatcher
+
+    scans = tmp_path / "scans"
+    scans.mkdir()
+    (scans / "a_broken.sxm").write_bytes(b"not a scan")
+    write_sxm(scans / "b_good.sxm", rng.normal(size=(64, 64)))
+    w = FolderWatcher(scans, include_existing=True, poll_s=0.05)
+    with BridgeClient(server.bound_endpoint, timeout_s=5, instrument="watch") as c:
+        s = run_loop(SafeInstrument(w), c, n_scans=1)
+    assert s.scans == 1 and s.skipped == 1 and "1 scan file skipped" in s.describe()
+    server.stop()
+    errs = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert [e["code"] for e in errs] == ["scan_skipped"] and "a_broken.sxm" in errs[0]["message"]
+
+
 def test_ctrl_c_ends_the_loop_with_its_summary_and_log(server, tmp_path):
     class StoppedAtThirdScan(SimulatedMicroscope):
         def scan(self, *a, **k):
