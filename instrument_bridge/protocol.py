@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import time
 import uuid
 from collections.abc import Sequence
@@ -197,7 +198,7 @@ def _array(spec, buf: memoryview) -> np.ndarray:
     name = spec.get("name")
     try:
         dt = np.dtype(str(spec.get("dtype")))
-    except TypeError:
+    except (TypeError, ValueError):  # numpy raises either, depending on the string
         raise ProtocolError(
             "bad_array", f"array {name!r}: unknown dtype {spec.get('dtype')!r}"
         ) from None
@@ -206,12 +207,13 @@ def _array(spec, buf: memoryview) -> np.ndarray:
     if (
         not isinstance(shape, list)
         or len(shape) > 4
-        or not all(isinstance(s, int) and s >= 0 for s in shape)
+        or not all(type(s) is int and s >= 0 for s in shape)
     ):
         raise ProtocolError(
             "bad_array", f"array {name!r}: expected a shape of <= 4 non-negative ints, got {shape}"
         )
-    expected = int(np.prod(shape, dtype=np.int64)) * dt.itemsize
+    # Python ints: a sender's huge dimensions must give "too_large", not an int64 overflow.
+    expected = math.prod(shape) * dt.itemsize
     if expected > MAX_ARRAY_BYTES:
         raise ProtocolError(
             "too_large", f"array {name!r}: expected <= {MAX_ARRAY_BYTES} bytes, got {expected}"
@@ -238,7 +240,14 @@ def check_scan(msg: Message) -> np.ndarray:
         )
     if z.ndim != 2:
         raise ProtocolError("bad_array", f"scan z: expected 2-D, got shape {list(z.shape)}")
-    if list(z.shape) != list(msg.body.get("pixels", [])):
+    pixels, size = msg.body.get("pixels"), msg.body.get("size_nm")
+    if not (isinstance(pixels, list) and len(pixels) == 2 and all(type(p) is int for p in pixels)):
+        raise ProtocolError("bad_header", f"scan pixels: expected [rows, cols], got {pixels!r}")
+    if type(size) not in (int, float):
+        raise ProtocolError(
+            "bad_header", f"scan size_nm: expected a number (0 when unknown), got {size!r}"
+        )
+    if list(z.shape) != pixels:
         raise ProtocolError(
             "bad_array", f"scan z: shape {list(z.shape)} disagrees with pixels {msg.body['pixels']}"
         )

@@ -82,6 +82,14 @@ class CurveKeys:
     clients_dir: str | None = None  # server side: authorised client public keys (*.key)
 
 
+# Names the log record sets itself; a client's body field of that name is kept as "body_<name>".
+_RESERVED = frozenset({"seq", "t", "type", "type_", "parent", "id"})
+
+
+def _log_fields(body: dict) -> dict:
+    return {f"body_{k}" if k in _RESERVED else k: v for k, v in body.items()}
+
+
 class BridgeServer:
     """Serve votes on ``endpoint`` until :meth:`stop`. Use :meth:`start` for a thread.
 
@@ -211,42 +219,50 @@ class BridgeServer:
                 self._record("error", code=e.code, message=str(e), where="server")
                 replies.append((ident, error_message(e.code, str(e))))
                 continue
-            if msg.id in self._replies:
-                self.stats["repeats"] += 1
-                replies.append((ident, self._replies[msg.id]))
-                continue
-            if msg.type == "scan":
-                try:
-                    z = check_scan(msg)
-                    frame = prepare_frame(z)
-                    tiles = self._tiles(z, msg.body.get("size_nm"))
-                except (ProtocolError, FrameError) as e:
-                    code = getattr(e, "code", "bad_frame")
-                    self.stats["errors"] += 1
-                    self._record("error", code=code, message=str(e), parent=msg.id)
-                    replies.append((ident, error_message(code, str(e), parent=msg.id)))
-                    continue
-                scans.append((len(replies), ident, msg, frame, tiles))
-                replies.append(None)
-            elif msg.type == "override":
-                instrument = str(msg.body.get("instrument", "default"))
-                self._policy(instrument).set_manual(bool(msg.body["manual"]))
-                self._record("override", instrument=instrument, manual=bool(msg.body["manual"]))
-                replies.append((ident, msg.reply("heartbeat", {"ack": "override"})))
-            elif msg.type in ("action_result", "error", "action_request"):
-                self._record(msg.type, parent=msg.parent, id=msg.id, **msg.body)
-                reply = msg.reply("heartbeat", {"ack": msg.type})
-                self._remember(msg.id, reply)
+            try:
+                reply = self._dispatch(msg)
+            except Exception as e:  # one odd message must not end the server for every client
+                text = f"the server could not handle this {msg.type}: {type(e).__name__}: {e}"
+                self.stats["errors"] += 1
+                self._record("error", code="internal_error", message=text, parent=msg.id)
+                reply = error_message("internal_error", text, parent=msg.id)
+            if isinstance(reply, Message):
                 replies.append((ident, reply))
-            elif msg.type == "heartbeat":
-                replies.append((ident, msg.reply("heartbeat", {"server_time": time.time()})))
-            else:
-                err = error_message("unexpected", f"the server does not take {msg.type!r}", msg.id)
-                replies.append((ident, err))
+            else:  # a scan's frame and tiles, voted below with the batch's other scans
+                scans.append((len(replies), ident, msg, *reply))
+                replies.append(None)
         if scans:
             for pos, ident, reply in self._vote(scans):
                 replies[pos] = (ident, reply)
         return [r for r in replies if r is not None]
+
+    def _dispatch(self, msg: Message) -> Message | tuple[np.ndarray, np.ndarray | None]:
+        """The reply to one deserialized message, or a scan's (frame, tiles) to be voted."""
+        if msg.id in self._replies:
+            self.stats["repeats"] += 1
+            return self._replies[msg.id]
+        if msg.type == "scan":
+            try:
+                z = check_scan(msg)
+                return prepare_frame(z), self._tiles(z, msg.body["size_nm"])
+            except (ProtocolError, FrameError) as e:
+                code = getattr(e, "code", "bad_frame")
+                self.stats["errors"] += 1
+                self._record("error", code=code, message=str(e), parent=msg.id)
+                return error_message(code, str(e), parent=msg.id)
+        if msg.type == "override":
+            instrument = str(msg.body.get("instrument", "default"))
+            self._policy(instrument).set_manual(bool(msg.body["manual"]))
+            self._record("override", instrument=instrument, manual=bool(msg.body["manual"]))
+            return msg.reply("heartbeat", {"ack": "override"})
+        if msg.type in ("action_result", "error", "action_request"):
+            self._record(msg.type, parent=msg.parent, id=msg.id, **_log_fields(msg.body))
+            reply = msg.reply("heartbeat", {"ack": msg.type})
+            self._remember(msg.id, reply)
+            return reply
+        if msg.type == "heartbeat":
+            return msg.reply("heartbeat", {"server_time": time.time()})
+        return error_message("unexpected", f"the server does not take {msg.type!r}", msg.id)
 
     def _tiles(self, z: np.ndarray, size_nm) -> np.ndarray | None:
         """The scan's tiles as frames, or None where it is voted whole."""

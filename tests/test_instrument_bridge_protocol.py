@@ -88,6 +88,20 @@ GOOD = {"type": "heartbeat", "v": PROTOCOL_VERSION, "id": "x", "body": {}, "arra
             "too_large",
         ),
         ([], "bad_header"),
+        # numpy raises ValueError, not TypeError, for some dtype strings
+        (
+            _frames({**GOOD, "arrays": [{"name": "z", "dtype": "1e+308", "shape": [1]}]}, b"1"),
+            "bad_array",
+        ),
+        # dimensions past int64 once overflowed computing the byte count
+        (
+            _frames({**GOOD, "arrays": [{"name": "z", "dtype": "<f4", "shape": [2**70, 2]}]}, b""),
+            "too_large",
+        ),
+        (
+            _frames({**GOOD, "arrays": [{"name": "z", "dtype": "<f4", "shape": [True]}]}, b"1234"),
+            "bad_array",
+        ),
     ],
 )
 def test_malformed_messages_raise_protocol_errors(frames, code):
@@ -104,6 +118,17 @@ def test_scan_shape_must_match_pixels(rng):
         check_scan(deserialize(serialize(m)))
     with pytest.raises(ProtocolError, match="2-D"):
         check_scan(deserialize(serialize(_scan(rng.normal(size=(2, 4, 4))))))
+
+
+@pytest.mark.parametrize(
+    "field, value", [("pixels", None), ("pixels", 4), ("pixels", ["4", "4"]), ("size_nm", "3.7")]
+)
+def test_scan_pixels_and_size_must_have_their_types(field, value, rng):
+    m = _scan(rng.normal(size=(4, 4)))
+    m.body[field] = value
+    with pytest.raises(ProtocolError, match=field) as e:
+        check_scan(deserialize(serialize(m)))
+    assert e.value.code == "bad_header"
 
 
 def test_serialize_refuses_nan_in_header_and_unknown_types():

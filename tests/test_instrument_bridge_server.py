@@ -84,6 +84,22 @@ def test_malformed_messages_get_error_replies_and_the_server_keeps_serving(serve
             )
         ),
         [b" " * 70000],
+        # Found by fuzzing the server: each of these once killed its thread with a TypeError or
+        # an OverflowError, so every later request from every client timed out.
+        [
+            json.dumps(
+                {**good_hdr, "arrays": [{"name": "z", "dtype": "<f4", "shape": [2**70, 2**70]}]}
+            ).encode(),
+            b"",
+        ],
+        [
+            json.dumps(
+                {**good_hdr, "arrays": [{"name": "z", "dtype": "1e+308", "shape": [1]}]}
+            ).encode(),
+            b"1234",
+        ],
+        _scan_frames(pixels=None),
+        _scan_frames(size_nm="wide"),
     ]
     codes = []
     for frames in bad:
@@ -101,6 +117,10 @@ def test_malformed_messages_get_error_replies_and_the_server_keeps_serving(serve
         "bad_array",
         "bad_frame",
         "too_large",
+        "too_large",
+        "bad_array",
+        "bad_header",
+        "bad_header",
     ]
     s.close()
     with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
@@ -110,6 +130,47 @@ def test_malformed_messages_get_error_replies_and_the_server_keeps_serving(serve
             z[3, 3] = np.inf
             c.submit_scan(z, size_nm=3.7)
     assert server.stats["errors"] == len(bad) + 1
+
+
+def _scan_frames(**body):
+    """A well-formed 4x4 scan message whose header body is then changed to ``body``."""
+    frames = serialize(
+        Message("scan", body=scan_body(size_nm=1, pixels=(4, 4)), arrays={"z": np.zeros((4, 4))})
+    )
+    h = json.loads(bytes(frames[0]))
+    h["body"].update(body)
+    return [json.dumps(h).encode(), *frames[1:]]
+
+
+def test_a_message_the_server_cannot_handle_gets_an_error_and_the_server_keeps_serving(
+    server, rng, tmp_path, monkeypatch
+):
+    def boom(*_):
+        raise RuntimeError("tiling broke")
+
+    monkeypatch.setattr(server, "_tiles", boom)
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        with pytest.raises(RemoteError, match=r"internal_error.*tiling broke"):
+            c.submit_scan(rng.normal(size=(64, 64)), size_nm=3.7)
+        assert c.heartbeat() < 5
+    server.stop()
+    errors = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert [e["code"] for e in errors] == ["internal_error"]
+
+
+def test_client_fields_named_like_log_fields_are_kept_apart(server, tmp_path):
+    """A body field called parent, type or t must neither crash the server nor overwrite the
+    log record's own field of that name."""
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        m = Message(
+            "action_result",
+            body={"action": {"kind": "pulse"}, "sent": False, "parent": "p", "type": "x", "t": 1},
+        )
+        assert c.request(m).body == {"ack": "action_result"}
+    server.stop()
+    (rec,) = [r for r in read_log(tmp_path / "log") if r["type"] == "action_result"]
+    assert rec["id"] == m.id and rec["t"] > 1e9
+    assert (rec["body_parent"], rec["body_type"], rec["body_t"]) == ("p", "x", 1)
 
 
 def test_a_resent_scan_gets_the_same_verdict_not_a_second_vote(server, rng):
