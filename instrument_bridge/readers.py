@@ -27,6 +27,8 @@ import numpy as np
 from instrument_bridge.instrument import ScanResult
 
 SUFFIXES = (".sxm", ".dat", ".sm4", ".gwy")
+# 8192 x 8192: more than any controller scans; a garbled header past it must not allocate PiB.
+MAX_PIXELS = 1 << 26
 
 
 class ScanFileError(ValueError):
@@ -49,7 +51,9 @@ def read_sxm(path: str | Path, *, channel: str = "Z") -> ScanResult:
     fields = dict(re.findall(r":([^:\n]+):\n(.*?)(?=\n:|\Z)", head, flags=re.S))
     try:
         cols, rows = (int(v) for v in fields["SCAN_PIXELS"].split())
-        size_m = float(fields["SCAN_RANGE"].split()[0])
+        range_x, range_y = (float(v) for v in fields["SCAN_RANGE"].split()[:2])
+        bias = fields.get("BIAS", "").split()
+        bias_v = float(bias[0]) if bias else 0.0
         info = [
             ln.strip().split("\t")
             for ln in fields["DATA_INFO"].strip().splitlines()[1:]
@@ -57,6 +61,19 @@ def read_sxm(path: str | Path, *, channel: str = "Z") -> ScanResult:
         ]
     except (KeyError, ValueError) as e:
         raise ScanFileError(f"{path}: .sxm header lacks or garbles {e}") from None
+    if not (0 < rows and 0 < cols and rows * cols <= MAX_PIXELS):
+        raise ScanFileError(
+            f"{path}: SCAN_PIXELS: expected two positive counts up to {MAX_PIXELS} pixels in all, "
+            f"got {cols} x {rows}"
+        )
+    if not (np.isfinite(range_x) and np.isfinite(range_y)):
+        raise ScanFileError(
+            f"{path}: SCAN_RANGE: expected two finite lengths in m, got {fields['SCAN_RANGE']!r}"
+        )
+    if any(len(i) < 4 for i in info):
+        raise ScanFileError(
+            f"{path}: DATA_INFO: expected channel, name, unit, direction per line, got {info}"
+        )
     names = [i[1].strip() for i in info]
     if channel not in names:
         raise ScanFileError(f"{path}: expected a channel {channel!r}, file has {names}")
@@ -77,15 +94,20 @@ def read_sxm(path: str | Path, *, channel: str = "Z") -> ScanResult:
     # Some writers save an interrupted scan with only the scanned lines (SCAN_PIXELS says
     # 512 x 60 over a square range): restore the full frame with NaN rows so the frame is
     # explicitly partial instead of silently squashed.
-    rng_xy = [float(v) for v in fields["SCAN_RANGE"].split()[:2]]
-    full_rows = round(cols * rng_xy[1] / rng_xy[0]) if rng_xy[0] > 0 else rows
+    lines = cols * (range_y / range_x) if range_x > 0 else rows
+    if not lines * cols <= MAX_PIXELS:  # also NaN
+        raise ScanFileError(
+            f"{path}: SCAN_RANGE {range_x:g} x {range_y:g} m over {cols} columns makes "
+            f"{lines:g} lines, more than a scan holds (a garbled header?)"
+        )
+    full_rows = round(lines)
     if full_rows > rows:
         pad = np.full((full_rows - rows, cols), np.nan)
         z = np.vstack([z, pad]) if direction != "up" else np.vstack([pad, z])
     return ScanResult(
         z=z,
-        size_nm=size_m * 1e9,
-        bias_v=float(fields.get("BIAS", "0").split()[0] or 0),
+        size_nm=range_x * 1e9,
+        bias_v=bias_v,
         direction=direction,
         lines_done=_lines_done(z),
         source=str(path),
@@ -105,8 +127,15 @@ def read_createc_dat(path: str | Path) -> ScanResult:
         bias_mv = float(head.get("BiasVoltage / BiasVolt.[mV]", "0"))
     except (KeyError, ValueError) as e:
         raise ScanFileError(f"{path}: Createc header lacks or garbles {e}") from None
+    if not (1 < nx and 0 < ny and nx * ny <= MAX_PIXELS):
+        raise ScanFileError(
+            f"{path}: Num.X, Num.Y: expected a column count over 1 and a row count over 0, up "
+            f"to {MAX_PIXELS} pixels in all, got {nx} x {ny}"
+        )
     try:
-        values = np.frombuffer(zlib.decompress(raw[i + 4 :]), "<f4")
+        # Bounded by the header's pixel count: a corrupt block cannot inflate without limit.
+        data = zlib.decompressobj().decompress(raw[i + 4 :], 4 * nx * ny)
+        values = np.frombuffer(data[: len(data) // 4 * 4], "<f4")
     except zlib.error as e:
         raise ScanFileError(f"{path}: the DATA block is not zlib data ({e})") from None
     if values.size < nx * ny:

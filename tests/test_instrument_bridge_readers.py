@@ -1,5 +1,6 @@
 """Scan-file readers and the folder watcher."""
 
+import re
 import shutil
 import threading
 import time
@@ -77,6 +78,37 @@ def test_bad_files_say_what_was_expected(tmp_path):
         read_scan(tmp_path / "x.tif")
     with pytest.raises(FileNotFoundError):
         read_scan(tmp_path / "missing.sxm")
+
+
+@pytest.mark.parametrize(
+    "field, value, match",
+    [
+        # Found by fuzzing the header: each once escaped as a bare ValueError, an IndexError or
+        # (a range 10^12 times taller than wide) a MemoryError for a PiB of NaN padding.
+        ("SCAN_PIXELS", "-5 -5", "two positive counts"),
+        ("SCAN_PIXELS", "100000 100000", "two positive counts"),
+        ("SCAN_RANGE", "3.7E-9", "garbles"),
+        ("SCAN_RANGE", "inf 3.7E-9", "two finite lengths"),
+        ("SCAN_RANGE", "1E-9 1E+3", "more than a scan holds"),
+        ("BIAS", "x", "garbles"),
+        ("DATA_INFO", "\tChannel\tName\n\t14\tZ", "channel, name, unit, direction"),
+    ],
+)
+def test_garbled_sxm_headers_give_scan_file_errors(tmp_path, field, value, match):
+    write_sxm(tmp_path / "a.sxm", np.zeros((8, 8)))
+    raw = (tmp_path / "a.sxm").read_bytes().decode("latin-1")
+    raw = re.sub(rf"(:{field}:\n)(.*?)(?=\n:)", lambda m: m.group(1) + value, raw, flags=re.S)
+    (tmp_path / "a.sxm").write_bytes(raw.encode("latin-1"))
+    with pytest.raises(ScanFileError, match=match):
+        read_scan(tmp_path / "a.sxm")
+
+
+@pytest.mark.parametrize("nx, ny", [(-5, 16), (1, 16), (9, 0), (10**5, 10**5)])
+def test_createc_pixel_counts_are_checked(tmp_path, nx, ny):
+    head = f"Num.X / Num.X={nx}\nNum.Y / Num.Y={ny}\nLength x[A]=37\n".encode()
+    (tmp_path / "a.dat").write_bytes(head + b"DATA" + zlib.compress(np.zeros(64, "<f4").tobytes()))
+    with pytest.raises(ScanFileError, match=r"Num\.X, Num\.Y"):
+        read_scan(tmp_path / "a.dat")
 
 
 @needs_files
