@@ -30,6 +30,11 @@ class InstrumentTimeout(TimeoutError):
     """The instrument did not answer within its timeout."""
 
 
+class InstrumentError(RuntimeError):
+    """The instrument answered a command with an error: it is still connected, but refused or
+    failed that command (the live loop logs it and goes on with the next scan)."""
+
+
 @dataclasses.dataclass(frozen=True)
 class Action:
     """A tip-conditioning request.
@@ -161,7 +166,12 @@ class ActionResult:
 
 @runtime_checkable
 class Instrument(Protocol):
-    """What an adapter provides. Every call has a timeout (seconds)."""
+    """What an adapter provides. Every call has a timeout (seconds).
+
+    A call raises :class:`InstrumentTimeout` when the instrument does not answer in time,
+    :class:`InstrumentError` when it answers with an error, and ``ConnectionError`` when the
+    connection is gone; the live loop survives the first two and ends cleanly on the third.
+    """
 
     def scan(self, *, timeout: float = 300.0) -> ScanResult: ...
 

@@ -1,8 +1,10 @@
 """The instrument-side live loop: scan, ask the server for a verdict, carry out its decision.
 
 numpy + pyzmq only. Every failure is recorded and survived: an instrument that stops answering
-is reported to the server's log as an ``instrument_timeout`` error and the loop carries on with
-the next scan; actions pass through :class:`SafeInstrument` (limits, rate, dry run).
+or answers a command with an error is reported to the server's log as an ``instrument_timeout``
+or ``instrument_error`` and the loop carries on with the next scan; a lost connection to the
+instrument ends the loop with its summary (``instrument_lost``). Actions pass through
+:class:`SafeInstrument` (limits, rate, dry run).
 """
 
 from __future__ import annotations
@@ -11,7 +13,12 @@ import dataclasses
 from collections.abc import Callable
 
 from instrument_bridge.client import BridgeClient, RemoteError
-from instrument_bridge.instrument import Action, InstrumentTimeout, SafeInstrument
+from instrument_bridge.instrument import (
+    Action,
+    InstrumentError,
+    InstrumentTimeout,
+    SafeInstrument,
+)
 from instrument_bridge.session_log import counted
 
 
@@ -22,6 +29,8 @@ class LoopSummary:
     actions_sent: int = 0
     refused: int = 0
     timeouts: int = 0
+    instrument_errors: int = 0  # commands the instrument answered with an error (logged)
+    connection_lost: str | None = None  # why the loop ended early: the instrument went away
     rejected: int = 0  # scans the bridge answered with an error (logged there with the reason)
     skipped: int = 0  # scans the adapter passed over (a watcher's unreadable files; logged)
     false_actions: int = 0  # actions taken while the tip was good (simulator truth)
@@ -61,8 +70,12 @@ class LoopSummary:
             s += f"; {counted(self.false_actions, 'action')} while the tip was already good"
         if self.called_person:
             s += "; the policy gave up and called a person"
+        if self.instrument_errors:
+            s += f"; {counted(self.instrument_errors, 'command')} the instrument refused with an error"
         if self.stopped_by_operator:
             s += "; stopped by the operator (Ctrl-C)"
+        if self.connection_lost:
+            s += f"; ended early, the instrument connection was lost ({self.connection_lost})"
         return s
 
 
@@ -87,7 +100,26 @@ def run_loop(
         _loop(safe, client, out, n_scans, stop_after_good, clock or (lambda: 0.0), on_verdict)
     except KeyboardInterrupt:
         out.stopped_by_operator = True
+    except ConnectionError as e:
+        # Nothing more can be scanned; the summary and the log still say what happened.
+        out.connection_lost = str(e)
+        client.report("error", {"code": "instrument_lost", "message": str(e)})
     return out
+
+
+def _instrument_failed(e: Exception, client, out: LoopSummary, **fields) -> None:
+    """Log a timeout or an error answer from the instrument and count it; the loop goes on."""
+    if isinstance(e, InstrumentTimeout):
+        out.timeouts += 1
+        code = "instrument_timeout"
+    else:
+        out.instrument_errors += 1
+        code = "instrument_error"
+    message = str(e)
+    if "action" in fields:
+        message += " (the action may still have reached the tip)"
+    parent = fields.pop("parent", None)
+    client.report("error", {"code": code, "message": message, **fields}, parent=parent)
 
 
 def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> None:
@@ -97,10 +129,9 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
     for _ in range(n_scans):
         try:
             scan = safe.scan()
-        except InstrumentTimeout as e:
+        except (InstrumentTimeout, InstrumentError) as e:
             _report_skipped(safe, client, out)
-            out.timeouts += 1
-            client.report("error", {"code": "instrument_timeout", "message": str(e)})
+            _instrument_failed(e, client, out)
             continue
         _report_skipped(safe, client, out)
         meta = scan.metadata()
@@ -135,14 +166,8 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
                 out.false_actions += 1
             try:
                 res = safe.execute(action)
-            except InstrumentTimeout as e:
-                out.timeouts += 1
-                body = {
-                    "code": "instrument_timeout",
-                    "message": f"{e} (the action may still have reached the tip)",
-                    "action": action.to_dict(),
-                }
-                client.report("error", body, parent=verdict.id)
+            except (InstrumentTimeout, InstrumentError) as e:
+                _instrument_failed(e, client, out, action=action.to_dict(), parent=verdict.id)
                 continue
             out.actions_sent += int(res.sent)
             out.refused += int(res.message.startswith("refused"))
@@ -151,9 +176,8 @@ def _loop(safe, client, out, n_scans, stop_after_good, clock, on_verdict) -> Non
             if decision.get("move_after") and res.sent:
                 try:
                     safe.move_to_fresh_area()
-                except InstrumentTimeout as e:
-                    out.timeouts += 1
-                    client.report("error", {"code": "instrument_timeout", "message": str(e)})
+                except (InstrumentTimeout, InstrumentError) as e:
+                    _instrument_failed(e, client, out)
             good_run = 0
         if stop_after_good and good_run >= stop_after_good and out.scans_to_good is not None:
             break

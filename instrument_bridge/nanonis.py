@@ -20,17 +20,17 @@ import struct
 
 import numpy as np
 
-from instrument_bridge.instrument import InstrumentTimeout, ScanResult
+from instrument_bridge.instrument import InstrumentError, InstrumentTimeout, ScanResult
 
 HEADER = 40
 NAME = 32
 
 
-class NanonisError(RuntimeError):
+class NanonisError(InstrumentError):
     """The controller answered with a non-zero error status (message included)."""
 
 
-class NanonisProtocolError(ValueError):
+class NanonisProtocolError(InstrumentError, ValueError):
     """A response that does not follow the framing (wrong name, short body...)."""
 
 
@@ -148,8 +148,8 @@ class NanonisClient:
         except TimeoutError as e:
             self.close()
             raise InstrumentTimeout(f"Nanonis {name}: no answer in {t} s") from e
-        except (ConnectionError, OSError):
-            self.close()
+        except (ConnectionError, OSError, NanonisProtocolError):
+            self.close()  # the stream's framing is lost: the next command starts a fresh one
             raise
         if got != name:
             self.close()

@@ -35,12 +35,17 @@ class FakeNanonisServer:
         partial_lines: int | None = None,
         silent: tuple[str, ...] = (),
         start_state: str | None = None,
+        errors: dict[str, int] | None = None,
+        close_after: int | None = None,
     ):
         self.microscope = SimulatedMicroscope(
             seed=seed, dynamics=TipDynamics(start_state=start_state)
         )
         self.partial_lines = partial_lines
         self.silent = set(silent)  # commands it never answers (to test timeouts)
+        # Command -> how many times it is answered with an error status before working again.
+        self.errors = dict(errors or {})
+        self.close_after = close_after  # drop every connection after this many commands
         self.commands: list[str] = []
         self.pulses: list[tuple[float, float]] = []
         self.dips: list[float] = []
@@ -65,9 +70,15 @@ class FakeNanonisServer:
                     body = f.read(size)
                     with fake._lock:
                         fake.commands.append(name)
+                        if fake.close_after is not None and len(fake.commands) > fake.close_after:
+                            return  # the connection drops, as when the controller software quits
                         if name in fake.silent:
                             continue
-                        reply = fake._answer(name, body)
+                        if fake.errors.get(name, 0) > 0:
+                            fake.errors[name] -= 1
+                            reply = encode_response(name, b"", status=2, message="busy (fake)")
+                        else:
+                            reply = fake._answer(name, body)
                     self.request.sendall(reply)
 
         class Server(socketserver.ThreadingTCPServer):

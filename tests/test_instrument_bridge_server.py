@@ -355,6 +355,38 @@ def test_loop_survives_timeouts_on_an_action_and_on_the_move_after_it(server, tm
     assert "may still have reached the tip" in errs[0]["message"] and errs[0]["action"]["kind"]
 
 
+def test_loop_survives_commands_the_controller_answers_with_an_error(server, tmp_path):
+    from instrument_bridge.nanonis import NanonisInstrument
+    from instrument_bridge.nanonis_fake import FakeNanonisServer
+
+    errors = {"Scan.Action": 1, "Bias.Pulse": 1}
+    with FakeNanonisServer(seed=0, start_state="blunt", errors=errors) as fake:
+        inst = NanonisInstrument("127.0.0.1", fake.port, timeout=5)
+        with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+            s = run_loop(SafeInstrument(inst), c, n_scans=6)
+    assert s.instrument_errors == 2 and s.scans == 5 and s.actions >= 1
+    assert "2 commands the instrument refused with an error" in s.describe()
+    server.stop()
+    errs = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert [e["code"] for e in errs] == ["instrument_error"] * 2
+    assert "busy (fake)" in errs[0]["message"] and errs[1]["action"]["kind"] == "pulse"
+
+
+def test_a_lost_instrument_connection_ends_the_loop_with_its_summary(server, tmp_path):
+    from instrument_bridge.nanonis import NanonisInstrument
+    from instrument_bridge.nanonis_fake import FakeNanonisServer
+
+    with FakeNanonisServer(seed=0, close_after=7) as fake:  # a scan or two, then it drops
+        inst = NanonisInstrument("127.0.0.1", fake.port, timeout=5)
+        with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+            s = run_loop(SafeInstrument(inst), c, n_scans=10)
+    assert 1 <= s.scans < 10 and "closed the connection" in s.connection_lost
+    assert "ended early, the instrument connection was lost" in s.describe()
+    server.stop()
+    (err,) = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
+    assert err["code"] == "instrument_lost"
+
+
 def test_the_loop_moves_to_a_fresh_area_only_after_an_action_that_was_sent(server):
     from instrument_bridge.instrument import SafetyLimits
     from instrument_bridge.sim_microscope import TipDynamics
