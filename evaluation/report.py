@@ -173,6 +173,17 @@ def _read_one(f: Path, size: int, tile_nm: float | None = None) -> list[tuple]:
 
     One entry, or one per tile where ``tile_nm`` cuts a scan of known size into tiles.
     """
+    out = _read_one_file(f, size, tile_nm)
+    small = [(name, hw) for name, _, hw, _ in out if min(hw) < MIN_SIDE]
+    if small:  # raised here, so that a folder skips the file with a note
+        h, w = small[0][1]
+        raise DataFormatError(
+            f"{f.name}: expected a frame at least {MIN_SIDE}x{MIN_SIDE} pixels, got {h}x{w}"
+        )
+    return out
+
+
+def _read_one_file(f: Path, size: int, tile_nm: float | None) -> list[tuple]:
     from training.prepare_hsi import convert_png
 
     if f.suffix.lower() in SCAN_SUFFIXES:
@@ -203,11 +214,24 @@ def _read_one(f: Path, size: int, tile_nm: float | None = None) -> list[tuple]:
     except DataFormatError:  # not a nanomap export: read as plain grey
         try:
             with Image.open(f) as im:
-                grey = np.asarray(im.convert("L"))
+                grey = _grey8(im)
         except OSError as e:
             raise DataFormatError(f"{f.name}: not a readable image ({e})") from e
         img, hw = _resize(grey, size), grey.shape
     return [(f.name, img, hw, None)]
+
+
+def _grey8(im: Image.Image) -> np.ndarray:
+    """An image as uint8 grey. 16-bit and float greyscale (height maps exported by Gwyddion,
+    say) are min-max scaled over their own range: PIL's ``convert("L")`` clips them at 255,
+    which turned a 16-bit height map all white."""
+    if im.mode.startswith("I") or im.mode == "F":
+        a = np.asarray(im, dtype=np.float64)
+        ok = np.isfinite(a)
+        lo, hi = (a[ok].min(), a[ok].max()) if ok.any() else (0.0, 0.0)
+        scaled = np.where(ok, (a - lo) / (hi - lo), 0.0) if hi > lo else np.zeros(a.shape)
+        return np.round(scaled * 255).astype(np.uint8)
+    return np.asarray(im.convert("L"))
 
 
 def _note_skipped_and_fields(
@@ -215,8 +239,8 @@ def _note_skipped_and_fields(
 ) -> None:
     if skipped:
         note(
-            f"skipped {len(skipped)} file(s) that could not be read or were less than "
-            f"{MIN_SCANNED:.0%} scanned; the first: {skipped[0]}"
+            f"skipped {len(skipped)} file(s) that could not be read, were less than "
+            f"{MIN_SCANNED:.0%} scanned or under {MIN_SIDE} pixels a side; the first: {skipped[0]}"
         )
     if tile_nm:
         tiled = [n for n in names if n.endswith("]")]

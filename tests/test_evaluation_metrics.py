@@ -85,6 +85,32 @@ def test_load_any_reads_npy_pngs_and_datasets(tmp_path, rng):
         load_any(tmp_path / "rows.npy")
 
 
+def test_a_folder_skips_broken_and_tiny_images_and_keeps_16_bit_heights(tmp_path, rng):
+    import io
+
+    from PIL import Image
+
+    heights = np.linspace(0, 60000, 128 * 128).reshape(128, 128).astype(np.uint16)
+    Image.fromarray(heights).save(tmp_path / "height16.png")  # a Gwyddion-style export
+    buf = io.BytesIO()
+    Image.fromarray(rng.integers(0, 256, (128, 128), dtype=np.uint8)).save(buf, "PNG")
+    (tmp_path / "cut.png").write_bytes(buf.getvalue()[:300])  # a copy interrupted
+    (tmp_path / "junk.png").write_bytes(b"not an image")
+    Image.fromarray(np.zeros((4, 4), np.uint8)).save(tmp_path / "icon.png")
+    notes = []
+    fs = load_any(tmp_path, note=notes.append)
+    # PIL's convert("L") clipped 16-bit heights at 255: the frame came out all white.
+    assert list(fs.names) == ["height16.png"] and fs.images.min() == 0
+    assert (fs.images == 255).mean() < 0.01 and np.all(np.diff(fs.images[:, :, 0], axis=1) >= 0)
+    assert notes[0].startswith("skipped 3 file(s)") and "under 16 pixels a side" in notes[0]
+    with pytest.raises(
+        ValueError, match=r"cut\.png: not a readable image \(image file is truncated"
+    ):
+        load_any(tmp_path / "cut.png")
+    with pytest.raises(ValueError, match=r"icon\.png: expected a frame at least 16x16 pixels"):
+        load_any(tmp_path / "icon.png")
+
+
 def test_cross_fitted_thresholds_find_a_shifted_boundary():
     """benchmarks/thresholds.py: each fold's threshold comes from the other folds."""
     import importlib.util

@@ -113,6 +113,46 @@ def test_bad_files_give_clear_errors(tmp_path):
         )
 
 
+def _project_h5(path, **change):
+    """A valid 4-frame project file with datasets (or a ``categories`` attribute) changed."""
+    data = {
+        "images": np.zeros((4, 8, 8), np.uint8),
+        "mean_scores": np.zeros((4, 6), np.float32),
+        "sessions": np.array(["a", "a", "b", "b"], dtype="S"),
+        "agreement": np.ones((4, 6), np.float32),
+    }
+    with h5py.File(path, "w") as f:
+        for k, v in {**data, **change}.items():
+            if k == "categories":
+                f.attrs[k] = v
+            elif v is not None:
+                f[k] = v
+        if "images" in change and change["images"] is None:
+            f.create_group("images")
+
+
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        # Found by fuzzing the loader: each escaped as an IndexError, AttributeError or TypeError.
+        ({"images": np.zeros(())}, r"images: expected \(N, H, W\)"),
+        ({"images": None}, r"needs datasets \['images'\]"),
+        ({"agreement": np.ones((2,))}, r"agreement: expected shape \(4, 6\)"),
+        ({"categories": 5}, "expected 6 categories"),
+    ],
+)
+def test_malformed_project_files_say_what_was_expected(tmp_path, change, match):
+    _project_h5(tmp_path / "x.h5", **change)
+    with pytest.raises(DataFormatError, match=match):
+        load_frames(tmp_path / "x.h5")
+
+
+def test_a_truncated_mat_file_is_a_data_format_error(tmp_path):
+    (tmp_path / "x.mat").write_bytes(b"garbage")
+    with pytest.raises(DataFormatError, match="not a readable MATLAB file"):
+        load_frames(tmp_path / "x.mat")
+
+
 def test_splits_keep_sessions_whole():
     sessions = np.repeat([f"s{i}" for i in range(9)], [5, 30, 12, 7, 40, 3, 22, 9, 15])
     seen = []

@@ -87,10 +87,19 @@ class FrameSet:
         self.n_responses = np.asarray(self.n_responses, dtype=np.int16)
         self.orig_hw = np.asarray(self.orig_hw, dtype=np.int32)
         self.complete = np.asarray(self.complete, dtype=bool)
-        for name in ("sessions", "names", "n_responses", "complete"):
-            if len(getattr(self, name)) != n:
+        k = len(self.categories)
+        for name, shape in (
+            ("sessions", (n,)),
+            ("names", (n,)),
+            ("agreement", (n, k)),
+            ("n_responses", (n,)),
+            ("orig_hw", (n, 2)),
+            ("complete", (n,)),
+        ):
+            got = getattr(self, name).shape
+            if got != shape:
                 raise DataFormatError(
-                    f"{name}: expected {n} rows (one per image), got {len(getattr(self, name))}"
+                    f"{name}: expected shape {shape} (one row per image), got {got}"
                 )
 
     def __len__(self) -> int:
@@ -225,12 +234,17 @@ def save_frames(fs: FrameSet, path: str | os.PathLike, *, attrs: dict | None = N
 
 
 def _read_project_h5(f: h5py.File, path: Path) -> FrameSet:
-    missing = [k for k in ("images", "mean_scores") if k not in f]
+    missing = [k for k in ("images", "mean_scores") if not isinstance(f.get(k), h5py.Dataset)]
     if missing:
         raise DataFormatError(f"{path}: project HDF5 format needs datasets {missing}")
-    cats = tuple(str(c) for c in f.attrs.get("categories", CATEGORIES))
+    raw_cats = f.attrs.get("categories", CATEGORIES)
+    cats = tuple(str(c) for c in np.atleast_1d(raw_cats))
     if len(cats) != N_CATEGORIES:
         raise DataFormatError(f"{path}: expected {N_CATEGORIES} categories, got {cats}")
+    if f["images"].ndim not in (3, 4):
+        raise DataFormatError(
+            f"{path}: images: expected (N, H, W) or (N, H, W, 1) frames, got {f['images'].shape}"
+        )
     n = f["images"].shape[0]
 
     def opt(name: str, decode: bool = False):
@@ -334,7 +348,7 @@ def _read_mat(path: Path) -> dict:
         # MATLAB v7.3 files are HDF5; h5py reads them with the axes reversed.
         with h5py.File(path, "r") as f:
             return {k: np.asarray(f[k]).T for k in f if isinstance(f[k], h5py.Dataset)}
-    except ValueError as e:
+    except (ValueError, scipy.io.matlab.MatReadError) as e:
         raise DataFormatError(f"{path}: not a readable MATLAB file ({e})") from e
     return {k: v for k, v in raw.items() if not k.startswith("__")}
 

@@ -62,8 +62,13 @@ def rgb_to_grey(rgb: np.ndarray, *, where: str = "image") -> np.ndarray:
 
 def convert_png(path: str | Path, *, size: int = 128) -> tuple[np.ndarray, tuple[int, int]]:
     """One SPM-Toolbox PNG -> (uint8 (size, size) frame, original (height, width))."""
-    with Image.open(path) as im:
-        rgb = np.asarray(im.convert("RGB"))
+    try:
+        with Image.open(path) as im:
+            if im.mode.startswith("I") or im.mode == "F":  # 16-bit or float grey: heights
+                raise DataFormatError(f"{path}: expected a false-colour image, got mode {im.mode}")
+            rgb = np.asarray(im.convert("RGB"))
+    except OSError as e:  # PIL's unidentified or truncated image: a bad file, not a bad disk
+        raise DataFormatError(f"{path}: not a readable image ({e})") from e
     grey = rgb_to_grey(rgb, where=str(path))
     resized = np.asarray(Image.fromarray(grey).resize((size, size), Image.BOX))
     return resized, (rgb.shape[0], rgb.shape[1])
