@@ -16,6 +16,7 @@ import argparse
 import shlex
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -162,6 +163,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _train(args: argparse.Namespace, argv: Sequence[str] | None) -> None:
     from training.config import TrainConfig
     from training.run import run_training
+
+    # A name with / or .. once put a family's files wherever it pointed (--name ../../etc).
+    if args.name in ("", ".", "..") or Path(args.name).name != args.name or "\\" in args.name:
+        raise ValueError(
+            f"--name: expected a folder name (no / or ..), got {args.name!r}; "
+            "--out-root says where the folder goes"
+        )
 
     config = TrainConfig(
         architecture=args.architecture,

@@ -198,6 +198,11 @@ def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys
         (main_evaluate_guess.main, ["--family", str(tmp_path)], "manifest.json"),
         (main_evaluate_guess.main, ["--live", "bogus"], "'watch:FOLDER'"),
         (main_training.main, ["--architecture", "resnet", "--out-root", str(tmp_path)], "deepdog"),
+        # --name ../x once wrote a family's files outside --out-root; a negative or NaN
+        # learning rate trained 18 members to noise.
+        (main_training.main, ["--name", "../escaped", "--out-root", str(tmp_path)], "no / or .."),
+        (main_training.main, ["--learning-rate", "nan", "--out-root", str(tmp_path)], "positive"),
+        (main_training.main, ["--max-filters", "0", "--out-root", str(tmp_path)], "max_filters"),
         (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--size", "8"], "at least 16"),
         (shards_main, ["merge", str(tmp_path / "out"), str(tmp_path / "none")], "shard folder"),
     ]
@@ -206,6 +211,7 @@ def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys
         err = capsys.readouterr().err
         assert "error:" in err and says in err and "Traceback" not in err, (argv, err)
     assert not (tmp_path / "resnet").exists() and not list(tmp_path.glob("*/manifest.json"))
+    assert not (tmp_path.parent / "escaped").exists()
     # For a developer, the whole traceback on request.
     monkeypatch.setenv("TIPSTATE_TRACEBACK", "1")
     with pytest.raises(FileNotFoundError, match="no such file"):

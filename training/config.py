@@ -62,6 +62,16 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a number in [0, 1), got {self.val_fraction}")
+        # "not x > 0" also refuses NaN: a negative or NaN rate once trained 18 members to noise.
+        if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
+            raise ValueError(
+                f"learning_rate: expected a positive number (or None for the builder's), "
+                f"got {self.learning_rate}"
+            )
+        if self.max_filters is not None and int(self.max_filters) < 1:
+            raise ValueError(
+                f"max_filters: expected a positive filter count (or None), got {self.max_filters}"
+            )
 
     @property
     def members(self) -> int:

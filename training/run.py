@@ -58,6 +58,11 @@ def run_training(
     from cnn_family import CNN_global
 
     CNN_global(config.architecture)  # an unknown name fails now, not after the data is ready
+    if (data_path is None or simulated_first) and int(synthetic_frames) < 1:
+        raise ValueError(
+            f"synthetic_frames (--synthetic-frames): expected a positive number of simulated "
+            f"frames, got {synthetic_frames}"
+        )
     train_kw = {"verbose": verbose, "engine": engine, "layout": layout, "distribute": distribute}
     if simulated_first:
         if data_path is None:
