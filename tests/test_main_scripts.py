@@ -201,7 +201,11 @@ def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys
         # --name ../x once wrote a family's files outside --out-root; a negative or NaN
         # learning rate trained 18 members to noise.
         (main_training.main, ["--name", "../escaped", "--out-root", str(tmp_path)], "no / or .."),
-        (main_training.main, ["--learning-rate", "nan", "--out-root", str(tmp_path)], "positive"),
+        (
+            main_training.main,
+            ["--learning-rate", "nan", "--out-root", str(tmp_path)],
+            "non-negative",
+        ),
         (main_training.main, ["--max-filters", "0", "--out-root", str(tmp_path)], "max_filters"),
         (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--size", "8"], "at least 16"),
         (shards_main, ["merge", str(tmp_path / "out"), str(tmp_path / "none")], "shard folder"),

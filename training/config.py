@@ -62,10 +62,11 @@ class TrainConfig:
                 raise ValueError(f"{name}: expected a positive integer, got {getattr(self, name)}")
         if not 0.0 <= self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a number in [0, 1), got {self.val_fraction}")
-        # "not x > 0" also refuses NaN: a negative or NaN rate once trained 18 members to noise.
-        if self.learning_rate is not None and not 0 < self.learning_rate < float("inf"):
+        # Written to refuse NaN too: a negative or NaN rate once trained 18 members to noise.
+        # 0 is allowed: the members keep their starting weights (tests use it with init_from).
+        if self.learning_rate is not None and not 0 <= self.learning_rate < float("inf"):
             raise ValueError(
-                f"learning_rate: expected a positive number (or None for the builder's), "
+                f"learning_rate: expected a non-negative number (or None for the builder's), "
                 f"got {self.learning_rate}"
             )
         if self.max_filters is not None and int(self.max_filters) < 1:
