@@ -45,12 +45,28 @@ def test_bad_label_files_say_what_was_expected(scans, tmp_path, capsys):
         HEADER + "a.sxm,d,0,0,yes,0,0,0\n": "expected numbers 0..1",
         HEADER + "a.sxm,d,0,0,2,0,0,0\n": "expected labels in 0..1",
         HEADER + "zz.sxm,d,0,0,1,0,0,0\n": "1 labelled names are not files read",
+        HEADER + "a.sxm,d,0,0,nan,0,0,0\n": "expected labels in 0..1",
+        HEADER + "a.sxm,d,0,0,1,0,0,0\na.sxm,d,0,0,0,1,0,0\n": "a.sxm is labelled twice",
+        "name,Dimers\nÅ.sxm,1\n".encode("latin-1"): "expected UTF-8 text, found byte 0xc5",
     }
     for text, says in cases.items():
-        (tmp_path / "l.csv").write_text(text)
+        if isinstance(text, bytes):
+            (tmp_path / "l.csv").write_bytes(text)
+        else:
+            (tmp_path / "l.csv").write_text(text)
         assert main([str(scans), str(tmp_path / "l.csv"), str(tmp_path / "o.h5")]) == 2
         assert says in capsys.readouterr().err
     assert not (tmp_path / "o.h5").exists()  # nothing half-written
+
+
+def test_a_semicolon_csv_with_decimal_commas_is_read(scans, tmp_path):
+    """As spreadsheets in many locales save it."""
+    text = HEADER.replace(",", ";") + "a.sxm;day1;0;0;1;0;0;0\nb.sxm;day1;0;0;0;1;0;0,5\n"
+    (tmp_path / "l.csv").write_text(text)
+    assert main([str(scans), str(tmp_path / "l.csv"), str(tmp_path / "o.h5")]) == 0
+    fs = load_frames(tmp_path / "o.h5")
+    by = dict(zip(fs.names, fs.mean_scores.tolist(), strict=True))
+    assert by["b.sxm"] == [0, 0, 0, 1, 0, 0.5] and by["a.sxm"][2] == 1
 
 
 def test_without_sessions_each_scan_is_its_own_and_the_user_is_told(scans, tmp_path, capsys):

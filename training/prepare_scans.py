@@ -44,40 +44,64 @@ def read_label_csv(path: str | Path) -> tuple[dict[str, np.ndarray], dict[str, s
     >>> scores["a.sxm"].tolist(), sessions["a.sxm"]
     ([0.0, 0.0, 1.0, 0.0, 0.0, 0.5], 'day1')
     """
-    with open(path, newline="", encoding="utf-8-sig") as f:
-        reader = csv.DictReader(f)
-        cols = reader.fieldnames or []
-        missing = [c for c in ("name", *CATEGORIES) if c not in cols]
-        if missing:
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as f:
+            return _read_label_rows(f, path)
+    except UnicodeDecodeError as e:
+        raise DataFormatError(
+            f"{path}: expected UTF-8 text, found byte {e.object[e.start]:#04x} at offset "
+            f"{e.start} (save the sheet as 'CSV UTF-8')"
+        ) from None
+
+
+def _read_label_rows(f, path) -> tuple[dict[str, np.ndarray], dict[str, str]]:
+    header = f.readline()
+    f.seek(0)
+    # Spreadsheets in many locales save CSV with ';' (or tabs) between columns.
+    delimiter = max(",;\t", key=header.count)
+    reader = csv.DictReader(f, delimiter=delimiter)
+    cols = reader.fieldnames or []
+    missing = [c for c in ("name", *CATEGORIES) if c not in cols]
+    if missing:
+        raise DataFormatError(
+            f"{path}: expected columns name, {', '.join(CATEGORIES)} (and session), "
+            f"missing {', '.join(missing)}; found {', '.join(cols) or 'none'}"
+        )
+    scores: dict[str, np.ndarray] = {}
+    sessions: dict[str, str] = {}
+    first_line: dict[str, int] = {}
+    for line, row in enumerate(reader, start=2):
+        name = (row["name"] or "").strip()
+        if not name:
+            raise DataFormatError(f"{path}, line {line}: expected a file name, got none")
+        cells = [(row[c] or "").strip() for c in CATEGORIES]
+        if any(cells) and not all(cells):
             raise DataFormatError(
-                f"{path}: expected columns name, {', '.join(CATEGORIES)} (and session), "
-                f"missing {', '.join(missing)}; found {', '.join(cols) or 'none'}"
+                f"{path}, line {line} ({name}): expected all six labels or none, got "
+                f"{sum(map(bool, cells))}"
             )
-        scores: dict[str, np.ndarray] = {}
-        sessions: dict[str, str] = {}
-        for line, row in enumerate(reader, start=2):
-            name = (row["name"] or "").strip()
-            if not name:
-                raise DataFormatError(f"{path}, line {line}: expected a file name, got none")
-            cells = [(row[c] or "").strip() for c in CATEGORIES]
-            if any(cells) and not all(cells):
-                raise DataFormatError(
-                    f"{path}, line {line} ({name}): expected all six labels or none, got "
-                    f"{sum(map(bool, cells))}"
-                )
-            try:
-                v = np.array([float(c) if c else np.nan for c in cells], np.float32)
-            except ValueError:
-                raise DataFormatError(
-                    f"{path}, line {line} ({name}): expected numbers 0..1, got {cells}"
-                ) from None
-            if ((v < 0) | (v > 1)).any():
-                raise DataFormatError(
-                    f"{path}, line {line} ({name}): expected labels in 0..1, got {v.tolist()}"
-                )
-            scores[name] = v
-            if (row.get("session") or "").strip():
-                sessions[name] = row["session"].strip()
+        if delimiter == ";":  # the same locales write 0,5 for 0.5
+            cells = [c.replace(",", ".") for c in cells]
+        try:
+            v = np.array([float(c) if c else np.nan for c in cells], np.float32)
+        except ValueError:
+            raise DataFormatError(
+                f"{path}, line {line} ({name}): expected numbers 0..1, got {cells}"
+            ) from None
+        given = np.array([bool(c) for c in cells])
+        if (given & ~((v >= 0) & (v <= 1))).any():  # also NaN or inf written out
+            raise DataFormatError(
+                f"{path}, line {line} ({name}): expected labels in 0..1, got {v.tolist()}"
+            )
+        if name in first_line:
+            raise DataFormatError(
+                f"{path}, line {line}: {name} is labelled twice (first on line "
+                f"{first_line[name]}); expected one row per file"
+            )
+        first_line[name] = line
+        scores[name] = v
+        if (row.get("session") or "").strip():
+            sessions[name] = row["session"].strip()
     return scores, sessions
 
 
