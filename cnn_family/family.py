@@ -26,6 +26,37 @@ class FamilyFormatError(ValueError):
     """A family folder or manifest is missing pieces or inconsistent."""
 
 
+def _check_manifest(manifest, where, *, members: bool) -> None:
+    """The fields loading relies on, with their types: a hand-edited or foreign manifest gets
+    a FamilyFormatError naming the field, not a KeyError or TypeError from deep inside."""
+    if not isinstance(manifest, dict):
+        raise FamilyFormatError(f"{where}: expected a JSON object, got {type(manifest).__name__}")
+    cats = manifest.get("categories")
+    if not (isinstance(cats, list) and cats and all(isinstance(c, str) for c in cats)):
+        raise FamilyFormatError(f"{where}: categories: expected a list of names, got {cats!r}")
+    if members:
+        ms = manifest.get("members")
+        ok = (
+            isinstance(ms, list)
+            and ms
+            and all(
+                isinstance(m, dict) and isinstance(m.get("file"), str) and m.get("category") in cats
+                for m in ms
+            )
+        )
+        if not ok:
+            raise FamilyFormatError(
+                f"{where}: members: expected a list of {{file, category}} objects, one of "
+                f"{cats} each, got {str(ms)[:120]}"
+            )
+    else:
+        k = manifest.get("members_per_category")
+        if not (type(k) is int and k > 0):
+            raise FamilyFormatError(
+                f"{where}: members_per_category: expected a positive integer, got {k!r}"
+            )
+
+
 @dataclasses.dataclass
 class Vote:
     """The family's decision on N frames, categories in ``categories`` order.
@@ -147,6 +178,7 @@ class Family:
             manifest = json.loads(mf.read_text())
         except json.JSONDecodeError as e:
             raise FamilyFormatError(f"{mf}: not valid JSON ({e})") from e
+        _check_manifest(manifest, mf, members=True)
         if manifest.get("status") == "partial":
             raise FamilyFormatError(
                 f"{path}: a shard with {len(manifest.get('members_done', []))} of "
@@ -190,6 +222,7 @@ class Family:
                 f"{path}: expected a family exported by Family.export (a .keras zip holding "
                 f"{EXPORT_ENTRY}), got {type(e).__name__}: {e}"
             ) from None
+        _check_manifest(manifest, f"{path}:{EXPORT_ENTRY}", members=False)
         model = keras.models.load_model(path, compile=False)
         return cls(
             fused=model,

@@ -61,6 +61,27 @@ def test_unfinished_family_says_so(tmp_path, tiny_family_dir):
         Family.load(tmp_path)
 
 
+@pytest.mark.parametrize(
+    "change, match",
+    [
+        # Found by fuzzing manifests: each gave a KeyError, TypeError or IndexError.
+        ({"categories": None}, "categories: expected a list of names"),
+        ({"categories": "Rows"}, "categories: expected a list of names"),
+        ({"members": []}, "members: expected a list of"),
+        ({"members": [1, 2]}, "members: expected a list of"),
+        ({"members": None}, "members: expected a list of"),
+    ],
+)
+def test_a_malformed_manifest_names_the_field(tmp_path, tiny_family_dir, change, match):
+    m = json.loads((tiny_family_dir / "manifest.json").read_text())
+    (tmp_path / "manifest.json").write_text(json.dumps({**m, **change}))
+    with pytest.raises(FamilyFormatError, match=match):
+        Family.load(tmp_path)
+    (tmp_path / "manifest.json").write_text("[]")
+    with pytest.raises(FamilyFormatError, match="expected a JSON object"):
+        Family.load(tmp_path)
+
+
 def test_majority_polling_rejects_non_families():
     with pytest.raises(TypeError, match="family_dict"):
         majority_polling([1, 2, 3], np.zeros((1, 128, 128), np.uint8))
