@@ -9,6 +9,7 @@ import argparse
 import sys
 import time
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -49,6 +50,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     t = time.perf_counter()
     try:
+        if Path(args.out).is_dir():  # before minutes of simulating, not after
+            raise ValueError(f"{args.out}: expected a file to write, got an existing folder")
         fs = make_frameset(
             args.n,
             seed=args.seed,

@@ -18,6 +18,7 @@ from stm_sim.params import (
     CATEGORIES,
     FOV,
     GHOST_P,
+    MAX_SIZE,
     MIN_SIZE,
     PIT_P,
     TIP_STATES,
@@ -515,8 +516,14 @@ def make_arrays(
     """
     if n < 1:
         raise ValueError(f"n: expected a positive number of frames, got {n}")
-    if size < MIN_SIZE:  # here, not in a worker
-        raise ValueError(f"size: expected frames of at least {MIN_SIZE} pixels, got {size}")
+    if not MIN_SIZE <= size <= MAX_SIZE:  # here, not in a worker
+        raise ValueError(
+            f"size: expected frames of {MIN_SIZE} to {MAX_SIZE} pixels a side, got {size}"
+        )
+    if session_length < 1:
+        raise ValueError(f"session_length: expected at least 1 frame, got {session_length}")
+    if seed < 0:
+        raise ValueError(f"seed: expected a non-negative integer, got {seed}")
     plan = np.random.default_rng(seed)
     lengths = []
     while sum(lengths) < n:

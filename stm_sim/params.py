@@ -282,6 +282,8 @@ FOV = (35.0, 39.0)
 # The smallest frame the sampler draws: partial frames and crashes start at a random line at
 # least 10 lines above the bottom, and below 16 pixels a row period spans under 2 pixels.
 MIN_SIZE = 16
+# 2048² float32 buffers per frame stay well inside a laptop's memory; 10^5 asked for 37 GiB.
+MAX_SIZE = 2048
 
 
 def sample_tip(

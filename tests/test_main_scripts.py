@@ -207,7 +207,11 @@ def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys
             "non-negative",
         ),
         (main_training.main, ["--max-filters", "0", "--out-root", str(tmp_path)], "max_filters"),
-        (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--size", "8"], "at least 16"),
+        (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--size", "8"], "16 to 2048"),
+        # once a 37 GiB allocation; once a temporary file beside the folder and a traceback
+        (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--size", "99999"], "16 to 2048"),
+        (stm_sim_main, ["make-dataset", str(tmp_path), "--n", "5"], "an existing folder"),
+        (stm_sim_main, ["make-dataset", str(tmp_path / "s.h5"), "--seed", "-1"], "seed"),
         (shards_main, ["merge", str(tmp_path / "out"), str(tmp_path / "none")], "shard folder"),
     ]
     for main, argv, says in cases:

@@ -236,8 +236,10 @@ def test_sizes_from_16_pixels_and_a_clear_error_below():
         assert render(fp, np.random.default_rng(0)).shape == (size, size)
     with pytest.raises(ValueError, match="at least 16 pixels, got 8"):
         sample_frame_params(np.random.default_rng(0), size=8)
-    with pytest.raises(ValueError, match="at least 16 pixels, got 8"):
+    with pytest.raises(ValueError, match="16 to 2048 pixels a side, got 8"):
         make_arrays(5, size=8)
+    with pytest.raises(ValueError, match="16 to 2048 pixels a side, got 100000"):
+        make_arrays(5, size=100_000)  # once a 37 GiB allocation
 
 
 def test_a_blunt_tip_buries_the_rows_in_noise_and_defects():

@@ -201,6 +201,8 @@ def check_images(x: np.ndarray, *, size: int | None = None) -> np.ndarray:
 def atomic_path(path: str | os.PathLike) -> tuple[Path, Path]:
     """(final path, temporary sibling): write the temporary file, then ``os.replace`` it."""
     path = Path(path)
+    if path.is_dir():  # else the temporary file lands beside the folder and the rename fails
+        raise ValueError(f"{path}: expected a file to write, got an existing folder")
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     os.close(fd)
