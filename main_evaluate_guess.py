@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -112,6 +113,13 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _run(args: argparse.Namespace) -> int:
+    # Checked before anything loads or connects, each naming the option.
+    if args.tile_nm is not None and not args.tile_nm >= 0:  # "not >=" refuses NaN too
+        raise ValueError(f"--tile-nm: expected a field in nm (0: whole scans), got {args.tile_nm}")
+    if args.live and args.scans < 1:
+        raise ValueError(f"--scans: expected at least 1 scan, got {args.scans}")
+    if not args.live and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
+        raise ValueError(f"--out-dir: expected a folder, got the file {args.out_dir}")
     if args.live:
         from evaluation.cli import DEFAULT_FAMILY
         from instrument_bridge.live import live_main

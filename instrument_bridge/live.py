@@ -46,9 +46,13 @@ def make_instrument(spec: str, *, seed: int = 0, start_state: str | None = "blun
 
         try:
             _, host, port = spec.split(":")
+            if not 0 < int(port) < 65536:
+                raise ValueError
             return NanonisInstrument(host, int(port))
         except ValueError:
-            raise ValueError(f"--live: expected nanonis:HOST:PORT, got {spec!r}") from None
+            raise ValueError(
+                f"--live: expected nanonis:HOST:PORT (a port 1-65535), got {spec!r}"
+            ) from None
     raise ValueError(
         "--live: expected 'sim', 'fake-nanonis', 'nanonis:HOST:PORT' or 'watch:FOLDER', "
         f"got {spec!r}"

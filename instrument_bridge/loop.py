@@ -101,6 +101,8 @@ def run_loop(
     except KeyboardInterrupt:
         out.stopped_by_operator = True
     except ConnectionError as e:
+        if not (out.scans or out.rejected or out.timeouts or out.instrument_errors):
+            raise  # never connected: a set-up error for the caller, not a lost connection
         # Nothing more can be scanned; the summary and the log still say what happened.
         out.connection_lost = str(e)
         client.report("error", {"code": "instrument_lost", "message": str(e)})

@@ -1,6 +1,7 @@
 """Server and client over loopback ZeroMQ, with a stub voter (no TensorFlow here)."""
 
 import json
+import socket
 import subprocess
 import sys
 import threading
@@ -385,6 +386,18 @@ def test_a_lost_instrument_connection_ends_the_loop_with_its_summary(server, tmp
     server.stop()
     (err,) = [r for r in read_log(tmp_path / "log") if r["type"] == "error"]
     assert err["code"] == "instrument_lost"
+
+
+def test_an_instrument_never_reached_is_a_set_up_error_not_a_lost_connection(server):
+    from instrument_bridge.nanonis import NanonisInstrument
+
+    with socket.socket() as s:  # a port nothing listens on
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    inst = NanonisInstrument("127.0.0.1", port, timeout=2)
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        with pytest.raises(ConnectionError, match="cannot connect"):
+            run_loop(SafeInstrument(inst), c, n_scans=3)
 
 
 def test_the_loop_moves_to_a_fresh_area_only_after_an_action_that_was_sent(server):

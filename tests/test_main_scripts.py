@@ -197,6 +197,11 @@ def test_the_commands_turn_bad_input_into_one_line_and_status_2(tmp_path, capsys
         (main_evaluate_guess.main, ["--data", str(bad), "--out-dir", str(tmp_path)], "HDF5"),
         (main_evaluate_guess.main, ["--family", str(tmp_path)], "manifest.json"),
         (main_evaluate_guess.main, ["--live", "bogus"], "'watch:FOLDER'"),
+        # Each once ran on (a negative tile, an empty live session) or ended in a traceback.
+        (main_evaluate_guess.main, ["--tile-nm", "-3", "--guess"], "--tile-nm: expected"),
+        (main_evaluate_guess.main, ["--live", "sim", "--scans", "0"], "at least 1 scan"),
+        (main_evaluate_guess.main, ["--out-dir", str(bad), "--guess"], "expected a folder"),
+        (main_evaluate_guess.main, ["--live", "nanonis:localhost:99999"], "a port 1-65535"),
         (main_training.main, ["--architecture", "resnet", "--out-root", str(tmp_path)], "deepdog"),
         # --name ../x once wrote a family's files outside --out-root; a negative or NaN
         # learning rate trained 18 members to noise.
