@@ -580,7 +580,7 @@ def test_live_instrument_specs_are_parsed_or_refused_with_what_was_expected(tmp_
     with pytest.raises(FileNotFoundError, match="watch folder not found"):
         make_instrument(f"watch:{tmp_path / 'nope'}")
     for bad in ("nanonis:host", "nanonis:host:port"):
-        with pytest.raises(ValueError, match="expected nanonis:HOST:PORT, got"):
+        with pytest.raises(ValueError, match=r"expected nanonis:HOST:PORT \(a port 1-65535\), got"):
             make_instrument(bad)
     with pytest.raises(ValueError, match="expected an ExitStack"):
         make_instrument("fake-nanonis")
