@@ -138,3 +138,36 @@ def test_serialize_refuses_nan_in_header_and_unknown_types():
         serialize(Message("nope"))
     with pytest.raises(ProtocolError, match="bad_array"):
         serialize(Message("heartbeat", arrays={"a": np.zeros(2, complex)}))
+
+
+def _paths(node, prefix=()):
+    items = node.items() if isinstance(node, dict) else enumerate(node)
+    for k, v in items:
+        yield (*prefix, k)
+        if isinstance(v, dict | list):
+            yield from _paths(v, (*prefix, k))
+
+
+def test_every_header_field_set_to_any_json_value_gives_only_protocol_errors(rng):
+    """Each field of a scan header (body and array spec included) replaced by odd JSON values,
+    or removed: deserializing and checking the scan either succeeds or raises ProtocolError,
+    never another exception (those once killed the server's thread)."""
+    frames = serialize(_scan(rng.normal(size=(8, 8)).astype(np.float32)))
+    header = json.loads(bytes(frames[0]))
+    odd = [None, -1, 0, 1e308, "x", "1e+308", [], {}, [1], [8, 8, 8], True, 2**70, [2**70, 2]]
+    for path in _paths(header):
+        for value in [*odd, "remove"]:
+            h = json.loads(json.dumps(header))
+            parent = h
+            for k in path[:-1]:
+                parent = parent[k]
+            if value == "remove":
+                if not isinstance(parent, dict):
+                    continue
+                del parent[path[-1]]
+            else:
+                parent[path[-1]] = value
+            try:
+                check_scan(deserialize([json.dumps(h).encode(), *frames[1:]]))
+            except ProtocolError:
+                pass
