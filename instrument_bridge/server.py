@@ -90,6 +90,16 @@ def _log_fields(body: dict) -> dict:
     return {f"body_{k}" if k in _RESERVED else k: v for k, v in body.items()}
 
 
+def _internal_error(parts: list, text: str) -> Message:
+    """An internal_error reply to one raw request, addressed to its id where it has one (the
+    client waits for a reply to that id and would time out on any other)."""
+    try:
+        parent = deserialize(parts[1:]).id
+    except Exception:
+        parent = None
+    return error_message("internal_error", text, parent=parent)
+
+
 class BridgeServer:
     """Serve votes on ``endpoint`` until :meth:`stop`. Use :meth:`start` for a thread.
 
@@ -183,7 +193,14 @@ class BridgeServer:
                         batch.append(sock.recv_multipart(zmq.NOBLOCK, copy=False))
                     except zmq.Again:
                         break
-                for ident, reply in self.handle(batch):
+                try:
+                    out = self.handle(batch)
+                except Exception as e:  # last resort (a full disk under the log, say)
+                    text = f"the server failed on this batch: {type(e).__name__}: {e}"
+                    log.exception("bridge server: %s", text)  # the session log may be what failed
+                    self.stats["errors"] += len(batch)
+                    out = [(bytes(memoryview(p[0])), _internal_error(p, text)) for p in batch]
+                for ident, reply in out:
                     sock.send_multipart([ident, *serialize(reply)], copy=False)
         finally:
             sock.close(0)
@@ -294,6 +311,8 @@ class BridgeServer:
             t0 = time.perf_counter()
             try:
                 soft, hard, agree = _per_scan(self.voter(np.concatenate(views)), views)
+                if not (np.isfinite(soft).all() and np.isfinite(agree).all()):
+                    raise ValueError("its votes hold NaN or inf")
             except Exception as e:  # any failure of the family must not end the server
                 text = f"the family could not vote: {type(e).__name__}: {e}"
                 for pos, ident, msg, _, _ in chunk:

@@ -439,6 +439,37 @@ def test_a_failing_family_gets_an_error_reply_and_the_server_keeps_serving(tmp_p
     assert codes == ["voter_failed"]
 
 
+def test_a_family_voting_nan_gets_an_error_reply_and_the_server_keeps_serving(tmp_path, rng):
+    def nan_voter(frames):  # once a ValueError in the policy, outside the voter's guard
+        soft, hard, agree = stub_voter(frames)
+        return np.full_like(soft, np.nan), hard, agree
+
+    srv = BridgeServer(nan_voter, endpoint="tcp://127.0.0.1:*", log_dir=tmp_path / "log").start()
+    try:
+        with BridgeClient(srv.bound_endpoint, timeout_s=5) as c:
+            with pytest.raises(RemoteError, match=r"voter_failed.*NaN or inf"):
+                c.submit_scan(rng.normal(size=(64, 64)), size_nm=3.7)
+            assert c.heartbeat() < 5
+    finally:
+        srv.stop()
+
+
+def test_a_server_whose_log_cannot_be_written_answers_and_keeps_serving(server, rng):
+    calls = []
+
+    def full_disk(type_, **fields):
+        calls.append(type_)
+        if type_ == "verdict":
+            raise OSError(28, "No space left on device")
+
+    server.log.record = full_disk
+    with BridgeClient(server.bound_endpoint, timeout_s=5) as c:
+        with pytest.raises(RemoteError, match=r"internal_error.*No space left"):
+            c.submit_scan(rng.normal(size=(64, 64)), size_nm=3.7)
+        assert c.heartbeat() < 5
+    assert calls == ["verdict"]
+
+
 def test_loop_survives_a_scan_the_bridge_refuses(server, tmp_path):
     class StoppedAfterFourLines(SimulatedMicroscope):
         def scan(self, *a, **k):
