@@ -155,4 +155,4 @@ def live_main(
     )
     print(s.describe())
     print(f"session log: {log_dir}/records.jsonl, frames.h5; timeline: {log_dir}/timeline.png")
-    return 1 if s.connection_lost else 0  # the run ended early: say so to a calling script
+    return 1 if s.connection_lost or s.bridge_lost else 0  # ended early: tell a calling script

@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Callable
 
-from instrument_bridge.client import BridgeClient, RemoteError
+from instrument_bridge.client import BridgeClient, BridgeTimeout, RemoteError
 from instrument_bridge.instrument import (
     Action,
     InstrumentError,
@@ -31,6 +31,7 @@ class LoopSummary:
     timeouts: int = 0
     instrument_errors: int = 0  # commands the instrument answered with an error (logged)
     connection_lost: str | None = None  # why the loop ended early: the instrument went away
+    bridge_lost: str | None = None  # why the loop ended early: the bridge server stopped answering
     rejected: int = 0  # scans the bridge answered with an error (logged there with the reason)
     skipped: int = 0  # scans the adapter passed over (a watcher's unreadable files; logged)
     false_actions: int = 0  # actions taken while the tip was good (simulator truth)
@@ -76,6 +77,8 @@ class LoopSummary:
             s += "; stopped by the operator (Ctrl-C)"
         if self.connection_lost:
             s += f"; ended early, the instrument connection was lost ({self.connection_lost})"
+        if self.bridge_lost:
+            s += f"; ended early, the bridge server stopped answering ({self.bridge_lost})"
         return s
 
 
@@ -106,6 +109,9 @@ def run_loop(
         # Nothing more can be scanned; the summary and the log still say what happened.
         out.connection_lost = str(e)
         client.report("error", {"code": "instrument_lost", "message": str(e)})
+    except BridgeTimeout as e:
+        # The server's log holds every scan and verdict until then; nothing more can be voted.
+        out.bridge_lost = str(e)
     return out
 
 

@@ -388,6 +388,21 @@ def test_a_lost_instrument_connection_ends_the_loop_with_its_summary(server, tmp
     assert err["code"] == "instrument_lost"
 
 
+def test_a_bridge_server_that_goes_away_ends_the_loop_with_its_summary(server):
+    m = SimulatedMicroscope(seed=0)
+    seen = []
+
+    def stop_after_two(verdict):
+        seen.append(verdict)
+        if len(seen) == 2:
+            server.stop()
+
+    with BridgeClient(server.bound_endpoint, timeout_s=0.3, retries=1) as c:
+        s = run_loop(SafeInstrument(m), c, n_scans=10, clock=m.clock, on_verdict=stop_after_two)
+    assert s.scans == 2 and "no reply" in s.bridge_lost
+    assert "ended early, the bridge server stopped answering" in s.describe()
+
+
 def test_an_instrument_never_reached_is_a_set_up_error_not_a_lost_connection(server):
     from instrument_bridge.nanonis import NanonisInstrument
 
