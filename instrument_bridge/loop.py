@@ -3,7 +3,8 @@
 numpy + pyzmq only. Every failure is recorded and survived: an instrument that stops answering
 or answers a command with an error is reported to the server's log as an ``instrument_timeout``
 or ``instrument_error`` and the loop carries on with the next scan; a lost connection to the
-instrument ends the loop with its summary (``instrument_lost``). Actions pass through
+instrument, or a bridge server that stops answering, ends the loop with its summary
+(``connection_lost``, ``bridge_lost``). Actions pass through
 :class:`SafeInstrument` (limits, rate, dry run).
 """
 
