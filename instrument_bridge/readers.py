@@ -193,22 +193,29 @@ def read_gwy(path: str | Path, *, channel: str | None = None) -> ScanResult:
 
     try:
         obj = gwyfile.load(str(path))
+        fields = gwyfile.util.get_datafields(obj)
     except Exception as e:  # gwyfile raises plain errors on foreign files
         raise ScanFileError(f"{path}: not a readable Gwyddion file ({e})") from None
-    fields = gwyfile.util.get_datafields(obj)
     if not fields:
         raise ScanFileError(f"{path}: expected at least one data field, found none")
     name = channel or next(iter(fields))
     if name not in fields:
         raise ScanFileError(f"{path}: expected a channel {name!r}, file has {sorted(fields)}")
     df = fields[name]
-    z = np.asarray(df.data, np.float64)
-    unit = df.get("si_unit_xy")
-    # Gwyddion keeps lengths in metres; a field without that unit has no known size (0).
-    metres = unit is not None and unit.get("unitstr", "") == "m"
+    try:  # gwyfile reads a field's parts only when asked: a corrupt one fails here
+        z = np.asarray(df.data, np.float64)
+        unit = df.get("si_unit_xy")
+        # Gwyddion keeps lengths in metres; a field without that unit has no known size (0).
+        size_nm = float(df.xreal) * 1e9 if unit is not None and unit.get("unitstr") == "m" else 0.0
+    except Exception as e:
+        raise ScanFileError(
+            f"{path}: data field {name!r} is not readable ({type(e).__name__}: {e})"
+        ) from None
+    if z.ndim != 2:
+        raise ScanFileError(f"{path}: data field {name!r}: expected 2-D heights, got {z.shape}")
     return ScanResult(
         z=z,
-        size_nm=float(df.xreal) * 1e9 if metres else 0.0,
+        size_nm=size_nm,
         lines_done=_lines_done(z),
         source=str(path),
     )

@@ -103,6 +103,20 @@ def test_garbled_sxm_headers_give_scan_file_errors(tmp_path, field, value, match
         read_scan(tmp_path / "a.sxm")
 
 
+def test_a_gwyddion_field_without_its_data_is_a_scan_file_error(tmp_path):
+    """Found by flipping bytes of a real .gwy: gwyfile parses fields lazily, and a KeyError
+    escaped from the field's data."""
+    from gwyfile.objects import GwyContainer, GwyDataField
+
+    df = GwyDataField(np.zeros((8, 8)), xreal=3.7e-9, yreal=3.7e-9)
+    c = GwyContainer()
+    c["/0/data"] = df
+    del df["data"]
+    c.tofile(str(tmp_path / "a.gwy"))
+    with pytest.raises(ScanFileError, match=r"is not readable \(KeyError: 'data'\)"):
+        read_scan(tmp_path / "a.gwy")
+
+
 @pytest.mark.parametrize("nx, ny", [(-5, 16), (1, 16), (9, 0), (10**5, 10**5)])
 def test_createc_pixel_counts_are_checked(tmp_path, nx, ny):
     head = f"Num.X / Num.X={nx}\nNum.Y / Num.Y={ny}\nLength x[A]=37\n".encode()
