@@ -111,6 +111,7 @@ def test_a_gwyddion_field_without_its_data_is_a_scan_file_error(tmp_path):
     df = GwyDataField(np.zeros((8, 8)), xreal=3.7e-9, yreal=3.7e-9)
     c = GwyContainer()
     c["/0/data"] = df
+    c["/0/data/title"] = "Z"
     del df["data"]
     c.tofile(str(tmp_path / "a.gwy"))
     with pytest.raises(ScanFileError, match=r"is not readable \(KeyError: 'data'\)"):
