@@ -202,3 +202,23 @@ def test_a_watcher_cannot_act_so_its_actions_are_never_recorded_as_sent(tmp_path
     safe = SafeInstrument(FolderWatcher(tmp_path), dry_run=False)  # armed, yet it cannot act
     res = safe.execute(Action("pulse", bias_v=4.0, width_ms=200))
     assert safe.dry_run and not res.sent and res.dry_run
+
+
+def test_sxm_headers_with_flipped_bytes_give_only_scan_file_errors(tmp_path):
+    """200 seeded corruptions of a header (a few bytes each, sometimes cut short): the reader
+    returns a scan or raises ScanFileError, never a bare ValueError or IndexError."""
+    rng = np.random.default_rng(7)
+    write_sxm(tmp_path / "a.sxm", rng.normal(size=(16, 16)))
+    raw = (tmp_path / "a.sxm").read_bytes()
+    end = raw.find(b":SCANIT_END:")
+    for k in range(200):
+        b = bytearray(raw)
+        for i in rng.integers(0, end, size=int(rng.integers(1, 4))):
+            b[int(i)] = int(rng.integers(32, 127))
+        if k % 20 == 0:
+            b = b[: int(rng.integers(0, len(b)))]
+        (tmp_path / "x.sxm").write_bytes(bytes(b))
+        try:
+            read_scan(tmp_path / "x.sxm")
+        except ScanFileError:
+            pass
