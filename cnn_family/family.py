@@ -103,6 +103,25 @@ def _as_batch(x) -> np.ndarray:
     return check_images(x)[..., None]
 
 
+def vote_rule(k: int, *, companion: bool) -> str:
+    """The family's vote in words, as its manifest states it (``k`` members per category).
+
+    A positive needs more than half of a category's voters: the ``k`` members, and the spectral
+    companion as one more when the family has one.
+
+    >>> vote_rule(3, companion=False)
+    "each member's probability rounded at 0.5; more than 1 of 3 per category"
+    """
+    members = f"more than {k // 2} of {k} per category"
+    if not companion:
+        return f"each member's probability rounded at 0.5; {members}"
+    return (
+        "each member's probability rounded at 0.5; the spectral companion votes as one more "
+        f"member: more than {(k + 1) // 2} of {k + 1} per category (the members alone: "
+        f"more than {k // 2} of {k})"
+    )
+
+
 EXPORT_ENTRY = "stm_family.json"  # the family manifest, stored inside an exported .keras zip
 
 

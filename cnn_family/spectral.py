@@ -341,7 +341,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(f"spectral companion ({len(fs)} frames) -> {comp.save(args.folder)}")
         if manifest is not None:
+            from cnn_family.family import vote_rule
+
             manifest["companion"] = {"file": FILE_NAME, "frames": len(fs), **source}
+            k = manifest.get("members_per_category")
+            if type(k) is int and k > 0:  # the family now votes with it, and says so
+                manifest["vote"] = vote_rule(k, companion=True)
             write_json_atomic(mf, manifest)
     except USER_ERRORS as e:
         return cli_error(ap.prog, e)

@@ -162,3 +162,22 @@ def test_onnx_benchmark_gives_the_same_votes_as_tensorflow(monkeypatch, tiny_fam
     pytest.importorskip("tf2onnx", reason="optional: pip install onnxruntime tf2onnx")
     r = _onnx_benchmark().measure(tiny_family_dir, repeats=3, batch=4, threads=1)
     assert r["max_abs_prob_diff"] < 1e-4 and set(r["batch1_ms"]) == {"tensorflow", "onnxruntime"}
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 4, 5])
+def test_the_vote_in_words_is_the_vote_counted(k):
+    # The manifest's sentence must be the rule Vote applies: "more than m of n" positive.
+    import re
+
+    from cnn_family.family import vote_rule
+
+    for companion in (False, True):
+        n = k + companion
+        m, of = map(
+            int, re.search(r"more than (\d+) of (\d+)", vote_rule(k, companion=companion)).groups()
+        )
+        assert of == n
+        for yes in range(n + 1):
+            probs = np.zeros((1, 1, n), np.float32)
+            probs[..., :yes] = 0.9
+            assert Vote.from_member_probs(probs, ["Rows"]).hard[0, 0] == (yes > m)

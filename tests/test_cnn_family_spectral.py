@@ -153,6 +153,7 @@ def test_a_trained_family_has_its_own_companion_and_votes_with_it(tiny_family, s
     # fitted by train_family on the family's training frames, loaded with the family
     assert (tiny_family.path / FILE_NAME).exists()
     assert tiny_family.manifest["companion"] == {"file": FILE_NAME, "frames": 60}
+    assert "more than 2 of 4 per category" in tiny_family.manifest["vote"]
     assert "spectral companion" in repr(tiny_family)
     own = fit_companion(sim_frames.images, sim_frames.labels())
     np.testing.assert_allclose(tiny_family.companion.coef, own.coef, rtol=1e-6)
@@ -209,7 +210,9 @@ def test_training_without_a_companion_or_with_one_sided_labels(tmp_path, sim_fra
     cfg = TrainConfig(**{**TINY, "companion": False, "categories": ("Rows",)})
     d = train_family(sim_frames.subset(range(20)), cfg, tmp_path / "off", verbose=0)
     assert not (d / FILE_NAME).exists()
-    assert "companion" not in json.loads((d / "manifest.json").read_text())
+    manifest = json.loads((d / "manifest.json").read_text())
+    assert "companion" not in manifest
+    assert manifest["vote"].endswith("more than 1 of 3 per category")
 
     few = sim_frames.subset(np.flatnonzero(sim_frames.labels()[:, 3] == 0)[:12])
     cfg = TrainConfig(**{**TINY, "categories": ("Rows",)})
@@ -219,6 +222,25 @@ def test_training_without_a_companion_or_with_one_sided_labels(tmp_path, sim_fra
         capsys.readouterr().out
     )
     assert "no positive" in json.loads((d / "manifest.json").read_text())["companion"]["why"]
+
+
+def test_fitting_one_into_a_family_folder_restates_its_vote(tmp_path, tiny_family_dir, sim_frames):
+    # The shipped family's companion was fitted after training, and its manifest went on
+    # saying "2 of 3" while the family voted 3 of 4.
+    import shutil
+
+    from training.data import save_frames
+
+    fam = shutil.copytree(tiny_family_dir, tmp_path / "fam")
+    manifest = json.loads((fam / "manifest.json").read_text())
+    manifest.pop("companion")
+    manifest["vote"] = "each member's probability rounded at 0.5; 2 of 3 per category"
+    (fam / "manifest.json").write_text(json.dumps(manifest))
+    save_frames(sim_frames, tmp_path / "frames.h5")
+    assert main(["fit", str(fam), "--data", str(tmp_path / "frames.h5")]) == 0
+    manifest = json.loads((fam / "manifest.json").read_text())
+    assert manifest["companion"]["frames"] == 60
+    assert "companion votes as one more member: more than 2 of 4" in manifest["vote"]
 
 
 def test_fit_and_use_it_from_the_command_line(tmp_path, tiny_family_dir, sim_frames, capsys):

@@ -824,6 +824,8 @@ def train_family(
         out.mkdir(parents=True, exist_ok=True)
         config.save(out / "config.json")
 
+    from cnn_family.family import vote_rule
+
     manifest = {
         "manifest_version": MANIFEST_VERSION,
         "status": "training",
@@ -839,7 +841,7 @@ def train_family(
             "normalisation": "x / 255 inside the model (Rescaling layer); frames are per-line "
             "levelled, per-frame min-max scaled to 0..255 before that",
         },
-        "vote": "each member's probability rounded at 0.5; 2 of 3 per category",
+        "vote": vote_rule(config.members_per_category, companion=False),
         "training": config.to_dict(),
         "data": data,
         **({"init_from": init} if init else {}),
@@ -889,12 +891,7 @@ def train_family(
     if config.companion:
         manifest["companion"] = _fit_companion(train, config, out, refit=bool(pending))
         if manifest["companion"]["file"]:
-            k = config.members_per_category
-            manifest["vote"] = (
-                "each member's probability rounded at 0.5; the spectral companion votes as one "
-                f"more member: more than {(k + 1) // 2} of {k + 1} per category (the members "
-                f"alone: more than {k // 2} of {k})"
-            )
+            manifest["vote"] = vote_rule(config.members_per_category, companion=True)
     done = [(out / m["file"]).exists() for m in all_members]
     if not all(done):
         manifest["status"] = "partial"
