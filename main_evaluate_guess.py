@@ -5,6 +5,7 @@
     python main_evaluate_guess.py --data scans/ --guess            # guess labels for a folder
     python main_evaluate_guess.py --live sim --scans 60            # the live loop, simulated STM
     python main_evaluate_guess.py --live nanonis:192.168.1.5:6501  # a real controller (dry run)
+    python main_evaluate_guess.py --replay runs/live --family models/tuned  # a session, re-voted
 
 --data takes the project's HDF5 format, a 2018 .mat/.npz/.h5, a .npy array (N,128,128), one
 image or raw scan file (Nanonis .sxm, Createc .dat, RHK .sm4, Gwyddion .gwy), or a folder of
@@ -102,6 +103,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     live.add_argument(
         "--log-dir", default="runs/live", help="session log folder (default runs/live)"
     )
+    live.add_argument(
+        "--replay",
+        metavar="LOG_DIR",
+        help="vote a logged session's scans again with --family and --policy, offline: where "
+        "votes and decisions would have differed (replay.json, replay.png in --out-dir)",
+    )
     args = ap.parse_args(argv)
 
     from training.io import USER_ERRORS, cli_error
@@ -120,6 +127,22 @@ def _run(args: argparse.Namespace) -> int:
         raise ValueError(f"--scans: expected at least 1 scan, got {args.scans}")
     if not args.live and Path(args.out_dir).exists() and not Path(args.out_dir).is_dir():
         raise ValueError(f"--out-dir: expected a folder, got the file {args.out_dir}")
+    if args.replay and (args.live or args.data):
+        raise ValueError("--replay: expected a session log alone, not with --live or --data")
+    if args.replay:
+        from evaluation.cli import DEFAULT_FAMILY
+        from instrument_bridge.replay import replay_main
+
+        return replay_main(
+            args.replay,
+            family=args.family or DEFAULT_FAMILY,
+            out_dir=args.out_dir,
+            policy=args.policy,
+            consecutive_bad=args.consecutive_bad,
+            tta=args.tta,
+            undo_class_weights=args.undo_class_weights,
+            companion=False if args.no_companion else args.companion,
+        )
     if args.live:
         from evaluation.cli import DEFAULT_FAMILY
         from instrument_bridge.live import live_main
