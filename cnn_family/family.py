@@ -57,6 +57,36 @@ def _check_manifest(manifest, where, *, members: bool) -> None:
             )
 
 
+def read_manifest(path: str | Path) -> tuple[dict, str]:
+    """The checked manifest of a family folder or of an exported ``.keras`` file, and which
+    form it is (``"folder"`` or ``"exported"``). Reads JSON only: no model is loaded."""
+    import zipfile
+
+    path = Path(path)
+    if path.is_file():
+        try:
+            with zipfile.ZipFile(path) as z:
+                manifest = json.loads(z.read(EXPORT_ENTRY))
+        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
+            raise FamilyFormatError(
+                f"{path}: expected a family exported by Family.export (a .keras zip holding "
+                f"{EXPORT_ENTRY}), got {type(e).__name__}: {e}"
+            ) from None
+        _check_manifest(manifest, f"{path}:{EXPORT_ENTRY}", members=False)
+        return manifest, "exported"
+    mf = path / "manifest.json"
+    if not mf.exists():
+        raise FileNotFoundError(
+            f"no family at {path}: expected a folder with {mf.name} or an exported .keras file"
+        )
+    try:
+        manifest = json.loads(mf.read_text())
+    except json.JSONDecodeError as e:
+        raise FamilyFormatError(f"{mf}: not valid JSON ({e})") from e
+    _check_manifest(manifest, mf, members=True)
+    return manifest, "folder"
+
+
 @dataclasses.dataclass
 class Vote:
     """The family's decision on N frames, categories in ``categories`` order.
@@ -188,16 +218,7 @@ class Family:
         path = Path(path)
         if path.is_file():
             return cls.load_exported(path)
-        mf = path / "manifest.json"
-        if not mf.exists():
-            raise FileNotFoundError(
-                f"no family at {path}: expected a folder with {mf.name} or an exported .keras file"
-            )
-        try:
-            manifest = json.loads(mf.read_text())
-        except json.JSONDecodeError as e:
-            raise FamilyFormatError(f"{mf}: not valid JSON ({e})") from e
-        _check_manifest(manifest, mf, members=True)
+        manifest, _ = read_manifest(path)
         if manifest.get("status") == "partial":
             raise FamilyFormatError(
                 f"{path}: a shard with {len(manifest.get('members_done', []))} of "
@@ -228,20 +249,13 @@ class Family:
         from cnn_family.spectral import FILE_NAME, SpectralCompanion
 
         path = Path(path)
+        manifest, _ = read_manifest(path)
         companion = None
-        try:
-            with zipfile.ZipFile(path) as z:
-                manifest = json.loads(z.read(EXPORT_ENTRY))
-                if FILE_NAME in z.namelist():
-                    companion = SpectralCompanion.from_json(
-                        json.loads(z.read(FILE_NAME)), where=f"{path}:{FILE_NAME}"
-                    )
-        except (zipfile.BadZipFile, KeyError) as e:
-            raise FamilyFormatError(
-                f"{path}: expected a family exported by Family.export (a .keras zip holding "
-                f"{EXPORT_ENTRY}), got {type(e).__name__}: {e}"
-            ) from None
-        _check_manifest(manifest, f"{path}:{EXPORT_ENTRY}", members=False)
+        with zipfile.ZipFile(path) as z:
+            if FILE_NAME in z.namelist():
+                companion = SpectralCompanion.from_json(
+                    json.loads(z.read(FILE_NAME)), where=f"{path}:{FILE_NAME}"
+                )
         model = keras.models.load_model(path, compile=False)
         return cls(
             fused=model,

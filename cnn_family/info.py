@@ -13,7 +13,6 @@ Example:
 
 from __future__ import annotations
 
-import json
 import time
 import zipfile
 from collections.abc import Mapping
@@ -22,43 +21,14 @@ from pathlib import Path
 import numpy as np
 
 from cnn_family.family import (
-    EXPORT_ENTRY,
     FamilyFormatError,
-    _check_manifest,
     _companion_beside,
     _companion_in,
+    read_manifest,
     vote_rule,
 )
 
 _NAMES = {"deepdog": "DeepDog", "vgg_like": "VGG-like", "wolkow": "Wolkow"}
-
-
-def read_manifest(path: str | Path) -> tuple[dict, str]:
-    """The manifest of a family folder or of an exported ``.keras`` file, and which form it is
-    (``"folder"`` or ``"exported"``). Reads JSON only: no model is loaded."""
-    path = Path(path)
-    if path.is_file():
-        try:
-            with zipfile.ZipFile(path) as z:
-                manifest = json.loads(z.read(EXPORT_ENTRY))
-        except (zipfile.BadZipFile, KeyError, json.JSONDecodeError) as e:
-            raise FamilyFormatError(
-                f"{path}: expected a family exported by Family.export (a .keras zip holding "
-                f"{EXPORT_ENTRY}), got {type(e).__name__}: {e}"
-            ) from None
-        _check_manifest(manifest, f"{path}:{EXPORT_ENTRY}", members=False)
-        return manifest, "exported"
-    mf = path / "manifest.json"
-    if not mf.exists():
-        raise FileNotFoundError(
-            f"no family at {path}: expected a folder with {mf.name} or an exported .keras file"
-        )
-    try:
-        manifest = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise FamilyFormatError(f"{mf}: not valid JSON ({e})") from e
-    _check_manifest(manifest, mf, members=True)
-    return manifest, "folder"
 
 
 def _companion_line(path: Path, manifest: dict, form: str) -> tuple[bool, str]:
