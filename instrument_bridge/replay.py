@@ -153,6 +153,12 @@ def replay_session(
     new_soft = np.round(np.concatenate(soft), 5)
     new_hard = np.concatenate(hard)
     new_agree = np.round(np.concatenate(agree), 4)
+    cats = tuple(rows[0][1].get("categories") or ())
+    if new_soft.shape != (len(frames), len(cats)):
+        raise ReplayError(
+            f"voter: expected votes of shape ({len(frames)}, {len(cats)}), one per logged "
+            f"category {list(cats)}, got {new_soft.shape}"
+        )
 
     # The session's order: overrides between scans switch each instrument's policy as they did.
     policies: dict[str, TipPolicy] = {}
@@ -172,7 +178,6 @@ def replay_session(
             instrument = str((r.get("scan") or {}).get("instrument", "default"))
             v = {"soft": new_soft[j], "hard": new_hard[j], "agreement": new_agree[j]}
             new_decisions[j] = policy_for(instrument).decide(v).to_dict()
-    cats = tuple(rows[0][1].get("categories") or ())
     return Replay(
         log_dir=log_dir,
         categories=cats,

@@ -97,6 +97,14 @@ def test_what_cannot_be_replayed_says_why(tmp_path):
         replay_session(tmp_path, sharp_voter)
 
 
+def test_a_voter_of_other_categories_is_refused(session):
+    def rows_only(frames):
+        return np.zeros((len(frames), 1)), np.zeros((len(frames), 1)), np.ones((len(frames), 1))
+
+    with pytest.raises(ReplayError, match=r"expected votes of shape \(30, 6\)"):
+        replay_session(session, rows_only)
+
+
 def test_the_command_line(session, tmp_path, capsys):
     import main_evaluate_guess
 
