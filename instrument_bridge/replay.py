@@ -192,9 +192,10 @@ def replay_session(
     )
 
 
-def plot_replay(replay: Replay, out: str | Path) -> Path:
+def plot_replay(replay: Replay, out: str | Path, *, what: str | None = None) -> Path:
     """Logged against replayed, one panel per category (soft votes) and the policy's filtered
-    score with both sets of actions; the first decision that differs is marked."""
+    score with both sets of actions; the first decision that differs is marked. ``what``
+    names the replayed voter and policy in the title."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -240,7 +241,8 @@ def plot_replay(replay: Replay, out: str | Path) -> Path:
     ax.legend(loc="upper left", fontsize=7, frameon=False, ncol=2, bbox_to_anchor=(0, -0.45))
     s = replay.summary()
     title = (
-        f"Replay of {replay.log_dir}: {counted(s['scans'], 'scan')}, actions "
+        f"Replay of {replay.log_dir}{f' with {what}' if what else ''}: "
+        f"{counted(s['scans'], 'scan')}, actions "
         f"{s['actions']['logged']} logged, {s['actions']['replayed']} replayed"
     )
     if i is not None:
@@ -282,7 +284,11 @@ def replay_main(
     out_dir.mkdir(parents=True, exist_ok=True)
     s["family"], s["policy"] = str(family), policy
     write_json_atomic(out_dir / "replay.json", s)
-    png = plot_replay(r, out_dir / "replay.png")
+    what = f"{Path(family).name}" + (" (members alone)" if companion is False else "")
+    what += f", policy {policy}" + (
+        f" (act after {consecutive_bad} bad)" if consecutive_bad is not None else ""
+    )
+    png = plot_replay(r, out_dir / "replay.png", what=what)
     skipped = [f"{n} {k.replace('_', ' ')}" for k, n in s["skipped"].items() if n]
     print(
         f"replayed {counted(s['scans'], 'scan')} of {log_dir} with {family}"
