@@ -8,8 +8,8 @@
     python main_evaluate_guess.py --replay runs/live --family models/tuned  # a session, re-voted
 
 --data takes the project's HDF5 format, a 2018 .mat/.npz/.h5, a .npy array (N,128,128), one
-image or raw scan file (Nanonis .sxm, Createc .dat, RHK .sm4, Gwyddion .gwy), or a folder of
-them. Plots and votes go to --out-dir.
+image or raw scan file (Nanonis .sxm, Createc .dat, RHK .sm4, Gwyddion .gwy), a folder of
+them, or a live session's log folder (the frames it voted on). Plots and votes go to --out-dir.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     ap.add_argument(
         "--data",
         default=None,
-        help="frames to vote on: a dataset file, images, raw scans or a folder of them "
+        help="frames to vote on: a dataset file, images, raw scans or a folder of them, or a "
+        "live session's log folder "
         "(default: simulated frames)",
     )
     ap.add_argument(

@@ -48,8 +48,8 @@ def load_any(
     tile_nm: float | None = None,
     progress: bool = False,
 ) -> FrameSet:
-    """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or scan file, or
-    a folder of images and scan files.
+    """Frames from a dataset file (.h5/.npz/.mat), a ``.npy`` array, one image or scan file, a
+    folder of images and scan files, or a live session's log folder (the frames it voted on).
 
     False-colour SPM-Toolbox PNGs are mapped back through their palette; other images are read
     as grey. Raw scan files (Nanonis ``.sxm``, Createc ``.dat``, RHK ``.sm4``, Gwyddion
@@ -98,6 +98,13 @@ def _load_any(
     field is known to be one the family learned from."""
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
+    log = path if path.is_dir() else path.parent
+    if (log / "records.jsonl").exists() and (path.is_dir() or path.name == "frames.h5"):
+        # A live session's log: its frames as voted, not the folder's pictures (timeline.png).
+        fs = _session_log_frames(log)
+        if fs.images.shape[1:] != (size, size):
+            fs.images = np.stack([_resize(f, size) for f in fs.images])
+        return fs, fs.orig_hw, np.ones(len(fs), bool)
     suffixes = IMAGE_SUFFIXES + SCAN_SUFFIXES
     if path.is_dir() or path.suffix.lower() in suffixes:
         files = (
@@ -166,6 +173,33 @@ def _load_any(
     if fs.images.shape[1:] != (size, size):
         fs.images = np.stack([_resize(f, size) for f in fs.images])
     return fs, hw_read, np.zeros(len(fs), bool)
+
+
+def _session_log_frames(log: Path) -> FrameSet:
+    """The frames a live session voted on (``frames.h5`` of its log), one per verdict, named
+    ``<log>/scan<i>`` after the verdict's index (the x axis of its timeline)."""
+    from instrument_bridge.session_log import read_frames, read_log
+
+    frames = read_frames(log)
+    verdicts = [r for r in read_log(log) if r.get("type") == "verdict"]
+    rows = [
+        (i, v["frame"])
+        for i, v in enumerate(verdicts)
+        if isinstance(v.get("frame"), int) and 0 <= v["frame"] < len(frames)
+    ]
+    if not rows:
+        raise DataFormatError(
+            f"{log}: expected a live session's log with voted frames in frames.h5, found "
+            f"{len(verdicts)} verdicts and {len(frames)} frames"
+        )
+    images = frames[[r for _, r in rows]]
+    n = len(images)
+    return FrameSet(
+        images=images,
+        mean_scores=np.full((n, 6), np.nan, np.float32),
+        sessions=np.full(n, log.name),
+        names=np.array([f"{log.name}/scan{i:04d}" for i, _ in rows]),
+    )
 
 
 def _read_one(f: Path, size: int, tile_nm: float | None = None) -> list[tuple]:

@@ -105,6 +105,22 @@ def test_a_voter_of_other_categories_is_refused(session):
         replay_session(session, rows_only)
 
 
+def test_a_session_log_is_data_its_frames_not_its_pictures(session, tmp_path):
+    # --data runs/live once voted on timeline.png, the only image in the folder.
+    import shutil
+
+    from evaluation.report import load_any
+    from instrument_bridge.session_log import read_frames
+
+    log = shutil.copytree(session, tmp_path / "live")
+    (log / "timeline.png").write_bytes((session / "frames.h5").read_bytes()[:10])
+    for path in (log, log / "frames.h5"):
+        fs = load_any(path)
+        np.testing.assert_array_equal(fs.images, read_frames(session))
+        assert fs.names[0] == "live/scan0000" and set(fs.sessions) == {"live"}
+        assert not fs.labelled.any()
+
+
 def test_the_command_line(session, tmp_path, capsys):
     import main_evaluate_guess
 
