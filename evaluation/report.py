@@ -98,10 +98,9 @@ def _load_any(
     field is known to be one the family learned from."""
     if not path.exists():
         raise FileNotFoundError(f"no such file or folder: {path}")
-    log = path if path.is_dir() else path.parent
-    if (log / "records.jsonl").exists() and (path.is_dir() or path.name == "frames.h5"):
+    if is_session_log(path):
         # A live session's log: its frames as voted, not the folder's pictures (timeline.png).
-        fs = _session_log_frames(log)
+        fs = _session_log_frames(path if path.is_dir() else path.parent)
         if fs.images.shape[1:] != (size, size):
             fs.images = np.stack([_resize(f, size) for f in fs.images])
         return fs, fs.orig_hw, np.ones(len(fs), bool)
@@ -173,6 +172,13 @@ def _load_any(
     if fs.images.shape[1:] != (size, size):
         fs.images = np.stack([_resize(f, size) for f in fs.images])
     return fs, hw_read, np.zeros(len(fs), bool)
+
+
+def is_session_log(path: str | Path) -> bool:
+    """Whether ``path`` is a live session's log folder, or the ``frames.h5`` inside one."""
+    path = Path(path)
+    log = path if path.is_dir() else path.parent
+    return (log / "records.jsonl").exists() and (path.is_dir() or path.name == "frames.h5")
 
 
 def _session_log_frames(log: Path) -> FrameSet:

@@ -121,6 +121,20 @@ def test_a_session_log_is_data_its_frames_not_its_pictures(session, tmp_path):
         assert not fs.labelled.any()
 
 
+def test_a_labelled_session_log_becomes_training_data(session, tmp_path):
+    from training.data import load_frames
+    from training.prepare_scans import main as prepare
+
+    csv = tmp_path / "labels.csv"
+    header = "name,Asymmetries,Individual atoms,Dimers,Rows,Tip change,Bad/blurry"
+    csv.write_text(f"{header}\nlog/scan0000,0,0,1,0,0,0\nlog/scan0003,0,0,0,0,0,1\n")
+    assert prepare([str(session), str(csv), str(tmp_path / "mine.h5")]) == 0
+    fs = load_frames(tmp_path / "mine.h5")
+    assert len(fs) == 30 and fs.labelled.sum() == 2
+    assert set(fs.sessions) == {"log"}  # one live session, one tip history: one session
+    assert fs.labels()[fs.labelled].tolist() == [[0, 0, 1, 0, 0, 0], [0, 0, 0, 0, 0, 1]]
+
+
 def test_the_command_line(session, tmp_path, capsys):
     import main_evaluate_guess
 

@@ -13,6 +13,11 @@ history, kept together in every split. Without it each scan is its own session, 
 evaluation's held-out frames may share a tip with training ones. A row with all six cells
 empty, or a file without a row, is kept unlabelled.
 
+A live session's log folder (``runs/live``) works too: its voted frames are named
+``live/scan0000`` and so on, as ``main_evaluate_guess.py --data runs/live --guess`` writes them
+in ``guesses.csv`` (a start for the labels), and they stay one session unless the CSV says
+otherwise.
+
 Scans wider than 1.5 × ``--tile-nm`` (3.7 nm, the field the family learned) are cut into tiles
 that each get their scan's labels; a label that holds for part of a scan only (a tip change
 at one line, say) then also marks the tiles without it: label such scans' tiles apart, or keep
@@ -114,7 +119,7 @@ def prepare_scans(
     note=print,
 ) -> FrameSet:
     """Read ``src``, attach the labels of ``labels_csv``, write ``out_h5``; return the frames."""
-    from evaluation.report import load_any
+    from evaluation.report import is_session_log, load_any
 
     scores, sessions = read_label_csv(labels_csv)
     fs = load_any(src, note=note, tile_nm=tile_nm, progress=True)
@@ -130,7 +135,13 @@ def prepare_scans(
     fs.mean_scores = np.stack([scores.get(f, nan) for f in files])
     fs.agreement = np.where(np.isnan(fs.mean_scores), np.nan, 1.0).astype(np.float32)
     fs.n_responses = (~np.isnan(fs.mean_scores).any(axis=1)).astype(np.int16)
-    if sessions:
+    if is_session_log(src):
+        # One live session is one tip and sample history: its frames stay one session unless
+        # the CSV says otherwise.
+        fs.sessions = np.array(
+            [sessions.get(f, s) for f, s in zip(files, fs.sessions, strict=True)]
+        )
+    elif sessions:
         fs.sessions = np.array([sessions.get(f, Path(f).stem) for f in files])
     else:
         fs.sessions = np.array([Path(f).stem for f in files])
