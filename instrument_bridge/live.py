@@ -129,13 +129,7 @@ def live_main(
     tile_nm: float | None = 3.7,
 ) -> int:
     """The ``--live`` command: run the loop, print the summary and where the log is."""
-    import dataclasses
-
-    cfg = {"default": PolicyConfig(), "naive": PolicyConfig.naive(), "none": PolicyConfig.none()}[
-        policy
-    ]
-    if consecutive_bad is not None:
-        cfg = dataclasses.replace(cfg, consecutive_bad=consecutive_bad)
+    cfg = PolicyConfig.named(policy, consecutive_bad=consecutive_bad)
     print(
         f"live loop: {instrument}, family {family}, policy {policy}"
         + (" (DRY RUN: actions are logged, none is sent)" if dry_run else "")

@@ -87,6 +87,22 @@ class PolicyConfig:
         """The do-nothing baseline."""
         return cls(act=False)
 
+    @classmethod
+    def named(cls, name: str, *, consecutive_bad: int | None = None) -> PolicyConfig:
+        """The command line's ``--policy`` (``default``, ``naive``, ``none``), with
+        ``--consecutive-bad`` where given.
+
+        >>> PolicyConfig.named("default", consecutive_bad=5).consecutive_bad
+        5
+        """
+        makers = {"default": cls, "naive": cls.naive, "none": cls.none}
+        if name not in makers:
+            raise ValueError(f"policy: expected one of {sorted(makers)}, got {name!r}")
+        cfg = makers[name]()
+        if consecutive_bad is not None:
+            cfg = dataclasses.replace(cfg, consecutive_bad=consecutive_bad)
+        return cfg
+
 
 @dataclasses.dataclass
 class Decision:

@@ -270,11 +270,7 @@ def replay_main(
     from instrument_bridge.server import family_voter
     from training.io import write_json_atomic
 
-    cfg = {"default": PolicyConfig(), "naive": PolicyConfig.naive(), "none": PolicyConfig.none()}[
-        policy
-    ]
-    if consecutive_bad is not None:
-        cfg = dataclasses.replace(cfg, consecutive_bad=consecutive_bad)
+    cfg = PolicyConfig.named(policy, consecutive_bad=consecutive_bad)
     voter = family_voter(
         family, tta=tta, undo_class_weights=undo_class_weights, companion=companion
     )
