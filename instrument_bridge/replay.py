@@ -7,8 +7,9 @@ its manual overrides. An operator can then see where the new family would have v
 acted otherwise before using it at the microscope.
 
 Only decisions up to the first one that differs compare like with like. After it, the real
-session went on from a tip the replayed policy never saw. Scans that were voted in tiles are
-left out, because the log keeps only the whole scan's frame.
+session went on from a tip the replayed policy never saw. Scans voted in tiles are voted in
+the same tiles, which the log keeps beside the whole scan's frame (logs written before session
+36 kept no tiles: their tiled scans are left out and counted).
 
 Example:
     >>> from instrument_bridge.server import family_voter
@@ -25,6 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from instrument_bridge.policy import PolicyConfig, TipPolicy
+from instrument_bridge.server import _per_scan
 from instrument_bridge.session_log import counted, read_log
 
 
@@ -120,31 +122,43 @@ def replay_session(
         )
     records = read_log(log_dir)
     skipped = {"tiled": 0, "no_frame": 0}
-    rows: list[tuple[int, dict]] = []  # (verdict index, record) of the scans to replay
     n_frames = 0
     if (log_dir / "frames.h5").exists():
         with h5py.File(log_dir / "frames.h5", "r") as f:
             n_frames = f["frames"].shape[0] if "frames" in f else 0
+
+    def frame_rows(v: dict) -> list[int] | None:
+        """The frames.h5 rows this verdict was voted on: its tiles, or its one frame."""
+        want = v.get("tile_frames") if v.get("tiles") else [v.get("frame")]
+        ok = isinstance(want, list) and want
+        return want if ok and all(isinstance(r, int) and 0 <= r < n_frames for r in want) else None
+
+    rows: list[tuple[int, dict]] = []  # (verdict index, record) of the scans to replay
+    views: list[list[int]] = []
     verdicts = [r for r in records if r.get("type") == "verdict"]
     for i, v in enumerate(verdicts):
-        if v.get("tiles"):
-            skipped["tiled"] += 1
-        elif not (isinstance(v.get("frame"), int) and 0 <= v["frame"] < n_frames):
-            skipped["no_frame"] += 1
+        got = frame_rows(v)
+        if got is None:
+            # Logs written before tiles were logged (session 36) hold the whole scan only.
+            skipped["tiled" if v.get("tiles") else "no_frame"] += 1
         else:
             rows.append((i, v))
+            views.append(got)
     if not rows:
         raise ReplayError(
             f"{log_dir}: expected logged scans with their frames, found "
-            f"{counted(len(verdicts), 'verdict')} ({skipped['tiled']} voted in tiles, "
-            f"{skipped['no_frame']} without a frame in frames.h5)"
+            f"{counted(len(verdicts), 'verdict')} ({skipped['tiled']} voted in tiles not "
+            f"logged, {skipped['no_frame']} without a frame in frames.h5)"
         )
     with h5py.File(log_dir / "frames.h5", "r") as f:
         ds = f["frames"]
-        frames = np.stack([ds[v["frame"]] for _, v in rows])
+        frames = [np.stack([ds[r] for r in view]) for view in views]
     soft, hard, agree = [], [], []
     for a in range(0, len(frames), batch_size):
-        s, h, g = voter(frames[a : a + batch_size])
+        chunk = frames[a : a + batch_size]
+        # As the server votes: all frames of a batch in one call, then each scan's tiles
+        # combined (mean soft vote, strict majority, mean agreement).
+        s, h, g = _per_scan(voter(np.concatenate(chunk)), chunk)
         soft.append(np.asarray(s, float))
         hard.append(np.asarray(h, int))
         agree.append(np.asarray(g, float))
@@ -154,9 +168,9 @@ def replay_session(
     new_hard = np.concatenate(hard)
     new_agree = np.round(np.concatenate(agree), 4)
     cats = tuple(rows[0][1].get("categories") or ())
-    if new_soft.shape != (len(frames), len(cats)):
+    if new_soft.shape != (len(rows), len(cats)):
         raise ReplayError(
-            f"voter: expected votes of shape ({len(frames)}, {len(cats)}), one per logged "
+            f"voter: expected votes of shape ({len(rows)}, {len(cats)}), one per logged "
             f"category {list(cats)}, got {new_soft.shape}"
         )
 

@@ -344,12 +344,19 @@ class BridgeServer:
                 self.stats["verdicts"] += 1
                 if self.log is not None:
                     row = self.log.add_frame(frame)
+                    # The tiles voted too, so that a replay votes what this verdict saw.
+                    tile_rows = (
+                        {"tile_frames": [self.log.add_frame(t) for t in views[j]]}
+                        if len(views[j]) > 1
+                        else {}
+                    )
                     self.log.record(
                         "verdict",
                         id=reply.id,
                         parent=msg.id,
                         scan={k: v for k, v in msg.body.items() if k != "truth"},
                         frame=row,
+                        **tile_rows,
                         truth=msg.body.get("truth"),
                         **{
                             k: body[k]

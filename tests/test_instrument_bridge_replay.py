@@ -8,7 +8,7 @@ import pytest
 from instrument_bridge.live import run_live
 from instrument_bridge.policy import PolicyConfig
 from instrument_bridge.replay import ReplayError, plot_replay, replay_session
-from instrument_bridge.session_log import SessionLog, read_log
+from instrument_bridge.session_log import SessionLog, read_frames, read_log
 
 
 def sharp_voter(frames):
@@ -93,8 +93,33 @@ def test_what_cannot_be_replayed_says_why(tmp_path):
     with pytest.raises(ReplayError, match=r"found no records\.jsonl"):
         replay_session(tmp_path, sharp_voter)
     (tmp_path / "records.jsonl").write_text('{"type": "verdict", "tiles": 4}\n')
-    with pytest.raises(ReplayError, match=r"found 1 verdict \(1 voted in tiles, 0 without"):
+    with pytest.raises(ReplayError, match=r"found 1 verdict \(1 voted in tiles not logged, 0 "):
         replay_session(tmp_path, sharp_voter)
+
+
+def test_a_wide_scan_is_replayed_in_the_tiles_it_was_voted_in(tmp_path):
+    from instrument_bridge.protocol import Message, scan_body, serialize
+    from instrument_bridge.server import BridgeServer
+
+    def brightness(frames):  # a vote that differs from tile to tile
+        soft = np.repeat(frames.mean(axis=(1, 2))[:, None] / 255.0, 6, axis=1)
+        return soft, (soft >= 0.5).astype(np.uint8), np.ones_like(soft)
+
+    rng = np.random.default_rng(5)
+    z = rng.normal(size=(201, 201)) + np.linspace(0, 30, 201)[None, :]  # tiles differ
+    srv = BridgeServer(brightness, log_dir=tmp_path)
+    msgs = [Message("scan", body=scan_body(size_nm=11.1, pixels=(201, 201)), arrays={"z": z})]
+    msgs.append(
+        Message("scan", body=scan_body(size_nm=3.7, pixels=(128, 128)), arrays={"z": z[:128, :128]})
+    )
+    srv.handle([[b"id", *serialize(m)] for m in msgs])
+    srv.log.close()
+    r = replay_session(tmp_path, brightness)
+    assert r.skipped == {"tiled": 0, "no_frame": 0} and len(r.scans) == 2
+    np.testing.assert_array_equal(r.new_soft, r.logged_soft)
+    # voting the wide scan's whole frame instead would have given another vote
+    whole = brightness(read_frames(tmp_path)[[0]])[0]
+    assert not np.allclose(whole[0], r.logged_soft[0], atol=1e-3)
 
 
 def test_a_voter_of_other_categories_is_refused(session):

@@ -48,7 +48,9 @@ def test_scan_gets_a_verdict_and_everything_is_logged(server, rng, tmp_path):
     recs = read_log(tmp_path / "log")
     verdicts = [r for r in recs if r["type"] == "verdict"]
     assert len(verdicts) == 1 and verdicts[0]["scan"]["source"] == "a.sxm"
-    assert read_frames(tmp_path / "log").shape == (1, 128, 128)
+    # a 10 nm scan: its whole frame and the 4 tiles it was voted in
+    assert read_frames(tmp_path / "log").shape == (5, 128, 128)
+    assert verdicts[0]["tiles"] == 4 and verdicts[0]["tile_frames"] == [1, 2, 3, 4]
 
 
 def test_malformed_messages_get_error_replies_and_the_server_keeps_serving(server, rng):
@@ -227,7 +229,10 @@ def test_a_wide_scan_is_voted_in_tiles_and_a_split_vote_is_negative(tmp_path, rn
     assert a.body["hard"][5] == 1 and a.body["hard"][2] == 0  # 5 of 9 yes; 4 of 9 no
     assert a.body["soft"][5] == pytest.approx(5 / 9, abs=1e-4)
     recs = [r for r in read_log(tmp_path / "log") if r["type"] == "verdict"]
-    assert recs[0]["tiles"] == 9 and read_frames(tmp_path / "log").shape == (2, 128, 128)
+    # the whole scan's frame (for the timeline), its 9 tiles (for a replay), the small scan
+    assert recs[0]["tiles"] == 9 and read_frames(tmp_path / "log").shape == (11, 128, 128)
+    assert recs[0]["frame"] == 0 and recs[0]["tile_frames"] == list(range(1, 10))
+    assert recs[1]["frame"] == 10 and "tile_frames" not in recs[1]
     whole = BridgeServer(voter, tile_nm=None)  # tiling off: every scan is one frame
     calls.clear()
     whole.handle([[b"id", *serialize(m)] for m in msgs])
